@@ -1,0 +1,54 @@
+"""UniPELT's gates: how much of each PELT submodule a layer lets through.
+
+    G = mean_t sigmoid(W_g h_t + b_g)          W_g: (1, H), one scalar per example per layer
+
+Each gate is a Linear(H -> 1) followed by a sigmoid, averaged over the real tokens of an
+example (padding excluded, unlike the official code, so that padding an example does not
+change its gates). Init as in the official code: W_g ~ N(0, 0.02), b_g = 0, so every gate
+starts near sigmoid(0) = 0.5.
+
+Every PELT contribution enters the model as `frozen_value + G * delta`. With G = 0 that sum
+is the frozen value bit for bit, which is the invariant the tests check. `forced_gates()`
+is the documented way to pin every gate to a value (0 gives the frozen model back).
+
+Each gate keeps only its last value (detached), read on demand with `gate_values()`; nothing
+grows per step.
+"""
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+
+class Gate(nn.Module):
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, 1)
+        nn.init.normal_(self.linear.weight, std=0.02)
+        nn.init.zeros_(self.linear.bias)
+        self.forced: float | None = None  # set by forced_gates(); None in normal use
+        self.last: torch.Tensor | None = None  # (B,) values of the last forward, detached
+
+    def forward(self, h: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """h: (B, T, H), token_mask: (B, T) with 1 for real tokens -> gate (B, 1, 1)."""
+        if self.forced is not None:
+            g = torch.full(h.shape[:1], self.forced, dtype=h.dtype, device=h.device)
+        else:
+            per_token = torch.sigmoid(self.linear(h)).squeeze(-1)  # (B, T)
+            mask = token_mask.to(per_token.dtype)
+            g = (per_token * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,) masked mean
+        self.last = g.detach()
+        return g[:, None, None]  # broadcasts over tokens and features
+
+
+@contextmanager
+def forced_gates(model: nn.Module, value: float):
+    """Pin every gate of `model` to `value` inside the `with` block, e.g. 0.0 for the frozen model."""
+    gates = [m for m in model.modules() if isinstance(m, Gate)]
+    for gate in gates:
+        gate.forced = value
+    try:
+        yield
+    finally:
+        for gate in gates:
+            gate.forced = None
