@@ -190,6 +190,9 @@ class BertModel(nn.Module):
         from minipelt.weights import read_bert_safetensors, resolve_model  # here: keeps `-m minipelt.weights` clean
 
         directory = resolve_model(model)
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"{directory} has no config.json: a model directory holds the "
+                                    f"checkpoint's config.json next to model.safetensors")
         bert = cls(BertConfig.from_json(directory / "config.json"), pelt)
         bert.load_pretrained(read_bert_safetensors(directory / "model.safetensors"), directory)
         return bert.eval()

@@ -1,0 +1,68 @@
+"""Trainable parameters per kind, like PEFT's print_trainable_parameters but split by module.
+
+    python -m minipelt.summary --config ../shared/configs/bert-base-uncased.json --method unipelt
+
+Built on the meta device from config.json alone: no weights are loaded or allocated.
+"""
+import argparse
+from collections import Counter
+
+import torch
+
+from minipelt.bert import BertConfig, BertModel
+from minipelt.classifier import SequenceClassifier
+from minipelt.methods import PeltConfig, is_trainable, parameter_kind
+
+KINDS = ("adapter", "prefix", "lora", "bias", "gates", "base", "head")
+
+
+def count_trainable(model: SequenceClassifier) -> Counter:
+    """Trainable parameters per kind (see methods.parameter_kind); 'base_total' = the frozen BERT's size."""
+    pelt = model.bert.pelt
+    counts = Counter()
+    for name, p in model.named_parameters():
+        kind = parameter_kind(name)
+        if is_trainable(name, pelt):
+            counts[kind] += p.numel()
+        if kind in ("base", "bias"):
+            counts["base_total"] += p.numel()
+    return counts
+
+
+def folded_prefix_size(model: SequenceClassifier) -> int:
+    """P_K, P_V of every layer, what the prefix MLP folds into: N * 2 * L * H."""
+    prefix = model.bert.prefix
+    return 0 if prefix is None else prefix().numel()
+
+
+def report(model: SequenceClassifier) -> str:
+    counts = count_trainable(model)
+    base = counts["base_total"]
+    if counts["prefix"]:  # report the inference-time size; the MLP is training scaffolding
+        training_prefix, counts["prefix"] = counts["prefix"], folded_prefix_size(model)
+    lines = [f"method {model.bert.pelt.name}: trainable parameters by kind (base model {base:,})",
+             f"  {'kind':10s} {'params':>12s} {'% of base':>10s}"]
+    for kind in KINDS:
+        if counts[kind]:
+            note = f"   ({training_prefix:,} while training, with the MLP)" if kind == "prefix" else ""
+            lines.append(f"  {kind:10s} {counts[kind]:>12,} {100 * counts[kind] / base:>9.3f}%{note}")
+    pelt_total = sum(counts[k] for k in KINDS if k != "head")
+    lines.append(f"  {'total':10s} {pelt_total:>12,} {100 * pelt_total / base:>9.3f}%   (head excluded)")
+    lines.append(f"  {'with head':10s} {pelt_total + counts['head']:>12,}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m minipelt.summary", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="a BERT config.json")
+    parser.add_argument("--method", default="unipelt")
+    parser.add_argument("--num-labels", type=int, default=2)
+    args = parser.parse_args(argv)
+    with torch.device("meta"):
+        model = SequenceClassifier(BertModel(BertConfig.from_json(args.config), PeltConfig.from_method(args.method)),
+                                   args.num_labels)
+    print(report(model))
+
+
+if __name__ == "__main__":
+    main()

