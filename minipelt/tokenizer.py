@@ -1,0 +1,93 @@
+"""BERT WordPiece tokenizer on top of the `tokenizers` library.
+
+A model directory ships either a ready-made `tokenizer.json` (the fast path,
+byte-for-byte what the original authors used) or only `vocab.txt`, in which
+case we assemble the standard BERT pipeline ourselves:
+
+    BertNormalizer -> BertPreTokenizer -> WordPiece -> [CLS] A [SEP] (B [SEP])
+
+Padding is *not* done here: `encode` returns unpadded rows, and batching code
+pads them to the longest row in each batch (cheaper than padding everything to
+`max_length`). Truncation is always set explicitly per call, so whatever a
+`tokenizer.json` happened to save (MiniLM's says "pad everything to 128") never
+leaks into our results.
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import normalizers, pre_tokenizers, processors
+from tokenizers.models import WordPiece
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def _bert_from_vocab(vocab_file: Path, lowercase: bool) -> HFTokenizer:
+    """Build the classic BERT tokenizer from a bare `vocab.txt`."""
+    tok = HFTokenizer(WordPiece.from_file(str(vocab_file), unk_token="[UNK]"))
+    # strip_accents=None means "strip iff lowercasing", as in the original BERT.
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    # Sentence A (and its [CLS]/[SEP]) get type id 0, sentence B gets type id 1.
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+    # Registering the specials means a literal "[SEP]" in the text stays one token.
+    tok.add_special_tokens([t for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None])
+    return tok
+
+
+class Tokenizer:
+    """Turns (pairs of) strings into BERT input ids, type ids and attention masks."""
+
+    def __init__(self, tok: HFTokenizer, pad_token: str = "[PAD]"):
+        tok.no_padding()
+        tok.no_truncation()
+        self._tok = tok
+        self.pad_token_id = tok.token_to_id(pad_token)
+        self.vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        # Identifies the exact tokenization rules; used as a cache key for
+        # pre-tokenized datasets. Computed with padding/truncation disabled, so
+        # it does not depend on the state saved in tokenizer.json.
+        self.fingerprint = hashlib.sha256(tok.to_str().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_pretrained(cls, path) -> "Tokenizer":
+        """Load from a model directory (`tokenizer.json`, else `vocab.txt`)."""
+        path = Path(path)
+        config_file = path / "tokenizer_config.json"
+        config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        pad_token = config.get("pad_token", "[PAD]")
+        if (path / "tokenizer.json").exists():
+            return cls(HFTokenizer.from_file(str(path / "tokenizer.json")), pad_token)
+        if (path / "vocab.txt").exists():
+            lowercase = config.get("do_lower_case", True)
+            return cls(_bert_from_vocab(path / "vocab.txt", lowercase), pad_token)
+        raise FileNotFoundError(
+            f"No tokenizer.json or vocab.txt in {path}. Fetch a model with "
+            "`python -m minipelt.weights fetch NAME` or pass a model directory."
+        )
+
+    def encode(self, texts_a: list[str], texts_b: list[str] | None = None,
+               max_length: int = 128) -> dict[str, list[list[int]]]:
+        """Encode a batch of single sentences, or of pairs if `texts_b` is given.
+
+        Each row is cut to at most `max_length` tokens, specials included. For
+        pairs the longer of the two sentences loses tokens first ("longest
+        first"), the same default as the HF tokenizers. Rows are not padded.
+        """
+        if texts_b is not None and len(texts_b) != len(texts_a):
+            raise ValueError(f"{len(texts_a)} first texts but {len(texts_b)} second texts")
+        self._tok.enable_truncation(max_length=max_length, strategy="longest_first")
+        inputs = list(texts_a) if texts_b is None else list(zip(texts_a, texts_b))
+        encodings = self._tok.encode_batch(inputs)
+        return {
+            "input_ids": [e.ids for e in encodings],
+            "token_type_ids": [e.type_ids for e in encodings],
+            "attention_mask": [e.attention_mask for e in encodings],
+        }
