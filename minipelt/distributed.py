@@ -1,0 +1,70 @@
+"""Data parallelism with torch.distributed, inert in a plain `python train.py` run.
+
+Under `torchrun --nproc_per_node N train.py ...` every rank sees the same global batch and
+takes its own contiguous slice of it; DistributedDataParallel averages the gradients of the
+trainable parameters only (frozen ones never get a gradient, so nothing is sent for them).
+Rank 0 evaluates and writes; its dev metrics are broadcast so that every rank takes the same
+early-stopping decision. Backend: NCCL on GPUs, gloo on CPU.
+"""
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as torch_dist
+from torch.nn.parallel import DistributedDataParallel
+
+
+@dataclass
+class Context:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            torch_dist.barrier()
+
+    def broadcast(self, obj):
+        """rank 0's `obj` on every rank."""
+        if self.world_size == 1:
+            return obj
+        box = [obj]
+        torch_dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def shard(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """This rank's slice of a global batch (contiguous rows)."""
+        if self.world_size == 1:
+            return batch
+        return {k: v.tensor_split(self.world_size)[self.rank] for k, v in batch.items()}
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.world_size == 1:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+
+_context: Context | None = None
+
+
+def context() -> Context:
+    """The process group, started once from torchrun's environment variables (or a single process)."""
+    global _context
+    if _context is None:
+        world_size = int(os.environ.get("WORLD_SIZE", 1))
+        if world_size == 1:
+            _context = Context()
+        else:
+            local_rank = int(os.environ["LOCAL_RANK"])
+            use_cuda = torch.cuda.is_available()
+            torch_dist.init_process_group("nccl" if use_cuda else "gloo")
+            device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+            if use_cuda:
+                torch.cuda.set_device(device)
+            _context = Context(torch_dist.get_rank(), world_size, device)
+    return _context

@@ -1,0 +1,129 @@
+"""A run's files and resumable state, so an interrupted run continues and a finished one is never lost.
+
+In a run's output directory:
+    results.json        written once, at the end (atomic)
+    best.safetensors    trainable parameters of the best dev evaluation so far (atomic)
+    state.safetensors   everything needed to resume, rewritten after every epoch (atomic):
+                        trainable parameters, AdamW moments, scheduler, RNG, counters, options
+
+Re-running the same command resumes from state.safetensors; a finished run is not redone.
+A directory holding a run with other options is refused unless --overwrite is given.
+No pickle anywhere: tensors go to safetensors, the rest to JSON in its metadata.
+"""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from minipelt.checkpoint import atomic_write, save_trainable
+
+RESULTS_FILE, BEST_FILE, STATE_FILE = "results.json", "best.safetensors", "state.safetensors"
+NOT_COMPARED = ("device", "output_dir")  # options that may change between a run and its resume
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # epochs finished
+    step: int = 0
+    best_score: float = float("-inf")
+    best_metrics: dict = field(default_factory=dict)
+    best_step: int = 0
+    bad_evaluations: int = 0  # evaluations since the last improvement
+    stopped: bool = False  # early stopping triggered
+
+
+def comparable(options: dict) -> dict:
+    return {k: v for k, v in options.items() if k not in NOT_COMPARED}
+
+
+def previous_options(out: Path) -> dict | None:
+    """The options of the run already in `out` (finished or interrupted), if any."""
+    if (out / RESULTS_FILE).exists():
+        return json.loads((out / RESULTS_FILE).read_text())["options"]
+    if (out / STATE_FILE).exists():
+        with safe_open(str(out / STATE_FILE), "pt") as f:
+            return json.loads(f.metadata()["run"])
+    return None
+
+
+def prepare_output_dir(out: Path, run, overwrite: bool) -> dict | None:
+    """Make `out` ready for `run`; returns the results if this very run already finished there."""
+    previous = previous_options(out)
+    if previous is not None and overwrite:
+        for name in (RESULTS_FILE, BEST_FILE, STATE_FILE):
+            (out / name).unlink(missing_ok=True)
+    elif previous is not None:
+        if comparable(previous) != comparable(dataclasses.asdict(run)):
+            changed = sorted(k for k in comparable(dataclasses.asdict(run)) if previous.get(k) != getattr(run, k))
+            raise FileExistsError(f"{out} holds a run with other options ({', '.join(changed)}): use another "
+                                  f"--output-dir, or --overwrite to replace it")
+        if (out / RESULTS_FILE).exists():
+            return json.loads((out / RESULTS_FILE).read_text())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"cannot write to the output directory {out} ({e}): choose a writable "
+                              f"--output-dir") from e
+    return None
+
+
+def record_evaluation(state: RunState, dev_metrics: dict, task, run, model, out: Path, dist) -> None:
+    """Keep the best checkpoint by the task's main dev metric; stop after `patience` bad evaluations."""
+    score = dev_metrics[task.main_metric]
+    if score > state.best_score:
+        state.best_score, state.best_metrics, state.best_step = score, dev_metrics, state.step
+        state.bad_evaluations = 0
+        if dist.is_main:
+            save_trainable(model, out / BEST_FILE)
+    else:
+        state.bad_evaluations += 1
+        state.stopped = state.bad_evaluations >= run.patience
+    if dist.is_main:
+        print(f"step {state.step}: dev {task.main_metric} {score:.4f} (best {state.best_score:.4f} at step "
+              f"{state.best_step})" + (" -> early stop" if state.stopped else ""))
+
+
+def save(out: Path, run, state: RunState, model, optimizer, scheduler) -> None:
+    tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    optim = optimizer.state_dict()
+    for index, moments in optim["state"].items():
+        for name, value in moments.items():
+            tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
+    tensors["rng.cpu"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    metadata = {
+        "state": json.dumps(dataclasses.asdict(state)),
+        "param_groups": json.dumps(optim["param_groups"]),
+        "scheduler": json.dumps(scheduler.state_dict()),
+        "run": json.dumps(dataclasses.asdict(run)),
+    }
+    atomic_write(out / STATE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
+
+
+def load(out: Path, model, optimizer, scheduler) -> RunState:
+    path = out / STATE_FILE
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(tensors[f"model.{name}"])
+    moments: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            moments.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": moments, "param_groups": json.loads(metadata["param_groups"])})
+    scheduler.load_state_dict(json.loads(metadata["scheduler"]))
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return RunState(**json.loads(metadata["state"]))
