@@ -29,13 +29,13 @@ class Gate(nn.Module):
         self.forced: float | None = None  # set by forced_gates(); None in normal use
         self.last: torch.Tensor | None = None  # (B,) values of the last forward, detached
 
-    def forward(self, h: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """h: (B, T, H), token_mask: (B, T) with 1 for real tokens -> gate (B, 1, 1)."""
+    def forward(self, h: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+        """h: (B, T, H), token_mask: (B, T) with 1 for real tokens (None: all real) -> gate (B, 1, 1)."""
         if self.forced is not None:
             g = torch.full(h.shape[:1], self.forced, dtype=h.dtype, device=h.device)
         else:
             per_token = torch.sigmoid(self.linear(h)).squeeze(-1)  # (B, T)
-            mask = token_mask.to(per_token.dtype)
+            mask = torch.ones_like(per_token) if token_mask is None else token_mask.to(per_token.dtype)
             g = (per_token * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,) masked mean
         self.last = g.detach()
         return g[:, None, None]  # broadcasts over tokens and features

@@ -8,6 +8,9 @@ from safetensors.torch import save_file
 
 from minipelt.bert import BertConfig, BertModel
 
+# Tiny models: one thread is far faster than two fighting over small matmuls on a shared 2-core box.
+torch.set_num_threads(1)
+
 TINY = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=64, max_position_embeddings=40)
 
@@ -43,3 +46,13 @@ def minilm_dir():
         if os.environ.get("CI") == "true":
             raise
         pytest.skip(f"MiniLM not available: {e}")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """tests/tiny_glue.py's tiny BERT with a vocabulary and its tiny STS-B and RTE data, for end-to-end
+    runs; torch runs on one thread meanwhile (tiny models are fastest so on a shared machine)."""
+    import tiny_glue  # here, not at the top: tiny_glue imports this module
+
+    with tiny_glue.one_thread():
+        yield tiny_glue.workspace(tmp_path_factory.mktemp("tiny"))
