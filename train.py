@@ -40,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: every epoch)")
     p.add_argument("--patience", type=int, default=10, help="early stopping: evaluations without improvement")
+    p.add_argument("--dev-size", type=int, default=1000,
+                   help="dev examples taken after the K train ones (1000 in the paper); smaller for tiny data and tests")
     p.add_argument("--pooling", choices=POOLINGS, help="head input; default: the checkpoint's declared pooling, else cls")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="bf16/fp16 on CUDA only")
     p.add_argument("--data-dir", help="a GLUE directory in the original tsv layout (default: $MINIPELT_GLUE_DIR, else the hub)")
@@ -63,8 +65,8 @@ def run_configs(args) -> list[TrainConfig]:
     root = Path(args.output_dir or f"runs/{args.task}-k{k_name}-{args.method}")
     return [TrainConfig(task=args.task, k=args.k, method=args.method, model=args.model, seed=seed, lr=args.lr,
                         epochs=args.epochs, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                        eval_every=args.eval_every, patience=args.patience, pooling=args.pooling,
-                        device=args.device, precision=args.precision, data_dir=args.data_dir,
+                        eval_every=args.eval_every, patience=args.patience, dev_size=args.dev_size,
+                        pooling=args.pooling, device=args.device, precision=args.precision, data_dir=args.data_dir,
                         output_dir=str(root / f"seed{seed}"), method_options=options)
             for seed in args.seeds]
 

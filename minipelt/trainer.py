@@ -125,7 +125,8 @@ def predict(model: SequenceClassifier, encoded: data.EncodedSplit, batch_size: i
                 gate_sums[key] = gate_sums.get(key, 0.0) + value.float().sum()
         n += batch["input_ids"].size(0)
     if not predictions:
-        raise ValueError("cannot evaluate on an empty split")
+        raise ValueError("cannot evaluate on an empty split: the dev set (--dev-size) and every test file "
+                         "need at least one example")
     gates = {key: round(float(total) / n, 6) for key, total in gate_sums.items()}
     in_order = np.empty_like(by_length)
     in_order[by_length] = np.arange(len(by_length))
@@ -144,6 +145,12 @@ def build_model(run: TrainConfig, task: data.Task, device: torch.device) -> tupl
     model = SequenceClassifier(bert, task.num_labels, pooling).to(device)
     mark_trainable(model, bert.pelt)
     return model, model_dir
+
+
+def sequence_length(max_seq_length: int, model: SequenceClassifier) -> int:
+    """Tokens per example: --max-seq-length, capped by the model's position table so that longer
+    inputs are truncated instead of failing in the embeddings (a tiny model may have only 40)."""
+    return min(max_seq_length, model.bert.config.max_position_embeddings)
 
 
 def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
@@ -169,8 +176,11 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
     model, model_dir = build_model(run, task, device)
     tokenizer = Tokenizer.from_pretrained(model_dir)
     splits = data.load_task(task.name, run.data_dir)
-    train_all = data.encode_split(splits["train"], tokenizer, run.max_seq_length)
+    train_all = data.encode_split(splits["train"], tokenizer, sequence_length(run.max_seq_length, model))
     train_set, dev_set = data.few_shot(train_all, run.k, run.seed, run.dev_size)
+    if len(dev_set) == 0:
+        raise ValueError(f"dev_size={run.dev_size} leaves no dev examples, but checkpoint selection evaluates "
+                         f"on the dev split: use --dev-size 1 or more")
     if dist.is_main:
         print(f"{task.name} K={run.k} seed={run.seed}: {len(train_set)} train, {len(dev_set)} dev; "
               f"method {model.bert.pelt.name}, pooling {model.pooling}, device {device}, lr {run.lr}")
@@ -238,7 +248,7 @@ def finish(run, task, model, splits, tokenizer, device, state, seconds, out: Pat
     tests, gates = {}, {}
     for name in task.test_files:
         try:
-            encoded = data.encode_split(splits[name], tokenizer, run.max_seq_length)
+            encoded = data.encode_split(splits[name], tokenizer, sequence_length(run.max_seq_length, model))
         except FileNotFoundError as e:
             print(f"skipping test set {name}: {e}")
             continue

@@ -50,9 +50,7 @@ def minilm_dir():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """tests/tiny_glue.py's tiny BERT with a vocabulary and its tiny STS-B and RTE data, for end-to-end
-    runs; torch runs on one thread meanwhile (tiny models are fastest so on a shared machine)."""
+    """tests/tiny_glue.py's tiny BERT, with a vocabulary, and its tiny STS-B and RTE data: for end-to-end runs."""
     import tiny_glue  # here, not at the top: tiny_glue imports this module
 
-    with tiny_glue.one_thread():
-        yield tiny_glue.workspace(tmp_path_factory.mktemp("tiny"))
+    return tiny_glue.workspace(tmp_path_factory.mktemp("tiny"))

@@ -1,0 +1,138 @@
+"""Evaluate a trained checkpoint on a task's test set(s) or on your own tsv file; optionally write predictions.
+
+    python eval.py --checkpoint runs/stsb-k100-unipelt/seed42 --data-dir ../shared/data/glue
+    python eval.py --checkpoint best.safetensors --model minilm --task rte --file mine.tsv --predict out.tsv
+
+A checkpoint holds only the trained parameters, with the method, head and pooling in its
+metadata; the frozen base weights come from --model. Given a run's output directory, its
+results.json supplies the defaults for --model, --task, --max-seq-length, --batch-size and
+--precision, so the run is evaluated exactly as train.py evaluated it: the printed test
+metrics equal those in results.json. Metrics go to stdout as JSON. --predict writes a tsv
+with one row per example: its index and the predicted class name (the score for STS-B). A
+file without a label column can only be predicted on.
+"""
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from minipelt import data, runstate
+from minipelt.checkpoint import model_from_checkpoint, read_metadata
+from minipelt.methods import PeltConfig
+from minipelt.metrics import compute_metrics
+from minipelt.tokenizer import Tokenizer
+from minipelt.trainer import TrainConfig, predict, resolve_device, sequence_length
+from minipelt.weights import resolve_model
+
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", required=True, help="best.safetensors, or the run's output directory holding it")
+    p.add_argument("--model", help="base weights it was trained on (default: from the run's results.json)")
+    p.add_argument("--task", help="cola sst2 mrpc stsb qqp mnli qnli rte (default: from the run's results.json)")
+    p.add_argument("--file", help="evaluate on this tsv (the task's GLUE columns) instead of the task's test set(s)")
+    p.add_argument("--predict", help="write predictions to this tsv; with several test sets, one file per set")
+    p.add_argument("--data-dir", help="a GLUE directory in the tsv layout (default: $MINIPELT_GLUE_DIR, else the hub)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    p.add_argument("--batch-size", type=int, help=f"default: the run's, else {TRAIN_DEFAULTS['eval_batch_size']}")
+    p.add_argument("--max-seq-length", type=int, help=f"default: the run's, else {TRAIN_DEFAULTS['max_seq_length']}")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the run's, else fp32")
+    return p.parse_args(argv)
+
+
+def locate(checkpoint: str) -> tuple[Path, dict]:
+    """The checkpoint file, and the results.json of its run if --checkpoint named a run directory."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return path, {}
+    results_file = path / runstate.RESULTS_FILE
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    return path / runstate.BEST_FILE, results
+
+
+def check_method(path: Path, results: dict) -> None:
+    """A checkpoint copied over another run's would otherwise be evaluated under the wrong name."""
+    if not results:
+        return
+    recorded = PeltConfig.from_method(results["method"], **results["options"]["method_options"])
+    saved = PeltConfig.from_json(read_metadata(path)["pelt"])
+    if saved != recorded:
+        raise ValueError(f"{path} holds a {saved.name} checkpoint, but results.json beside it records method "
+                         f"{recorded.name}: the two files come from different runs; pass the checkpoint file "
+                         f"itself with --model and --task")
+
+
+def splits_to_evaluate(args, task: data.Task) -> dict[str, data.Split]:
+    """{name: split} to evaluate: the --file, or every test set of the task that can be found."""
+    if args.file:
+        return {args.file: data.read_tsv_split(args.file, task.name)}
+    splits, found = data.load_task(task.name, args.data_dir), {}
+    for name in task.test_files:
+        try:
+            found[name] = splits[name]
+        except FileNotFoundError as e:
+            print(f"skipping test set {name}: {e}", file=sys.stderr)
+    if not found:
+        raise FileNotFoundError(f"none of {task.name}'s test sets was found: pass --data-dir, or --file")
+    return found
+
+
+def write_predictions(path: Path, predictions, task: data.Task) -> None:
+    if task.is_regression:
+        values = [f"{float(p):.6f}" for p in predictions]
+    else:
+        values = [task.label_names[int(p)] for p in predictions]
+    path.write_text("index\tprediction\n" + "".join(f"{i}\t{v}\n" for i, v in enumerate(values)))
+
+
+def evaluate(args) -> dict:
+    path, results = locate(args.checkpoint)
+    read_metadata(path)  # a missing or foreign checkpoint fails here, before the base weights load
+    options = {**TRAIN_DEFAULTS, **results.get("options", {})}
+    model_name, task_name = args.model or results.get("model"), args.task or results.get("task")
+    if model_name is None or task_name is None:
+        raise ValueError(f"pass --model and --task: {args.checkpoint} is not a run directory with a results.json "
+                         f"that names them")
+    task = data.get_task(task_name)
+    check_method(path, results)
+    device = resolve_device(args.device)
+    model = model_from_checkpoint(path, model_name).to(device)
+    if model.num_labels != task.num_labels:
+        raise ValueError(f"{path} has a head with {model.num_labels} outputs, but {task.name} has "
+                         f"{task.num_labels}: pass the --task it was trained on")
+    tokenizer = Tokenizer.from_pretrained(resolve_model(model_name))
+    max_length = sequence_length(args.max_seq_length or options["max_seq_length"], model)
+    report = {"checkpoint": str(path), "model": str(model_name), "task": task.name}
+    for i, (name, split) in enumerate(splits_to_evaluate(args, task).items()):
+        if len(split) == 0:
+            raise ValueError(f"the {task.name} set {name!r} has no examples (a header only?): add rows or pass "
+                             f"another --file")
+        if split.labels is None and not args.predict:
+            raise ValueError(f"{name} has no {task.label_column!r} column, so there is nothing to score against: "
+                             f"add the labels, or pass --predict OUT.tsv to write predictions only")
+        encoded = data.encode_split(split, tokenizer, max_length)
+        predictions, _ = predict(model, encoded, args.batch_size or options["eval_batch_size"], device,
+                                 args.precision or options["precision"])
+        report[name] = None if split.labels is None else compute_metrics(task.name, predictions, split.labels)
+        if args.predict:
+            out = Path(args.predict)
+            out = out if i == 0 else out.with_name(f"{out.stem}.{name}{out.suffix}")
+            write_predictions(out, predictions, task)
+            print(f"{len(predictions)} predictions for {name} written to {out}", file=sys.stderr)
+    return report
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        report = evaluate(args)
+    except (ValueError, OSError, RuntimeError) as e:
+        sys.exit(f"error: {e}")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
