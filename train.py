@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minipelt import distributed
 from minipelt.classifier import POOLINGS
 from minipelt.methods import NAMED, SINGLE
 from minipelt.trainer import METHOD_DEFAULTS, TrainConfig, train
@@ -90,8 +91,9 @@ def main(argv=None) -> None:
         results = [train(run, overwrite=args.overwrite) for run in run_configs(args)]
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError, FloatingPointError) as e:
         sys.exit(f"error: {e}")
-    if len(results) > 1 and all(results):
+    if len(results) > 1 and all(results):  # rank 0 only under torchrun: the other ranks return {}
         summarize(results, Path(run_configs(args)[0].output_dir).parent / "summary.json")
+    distributed.shutdown()
 
 
 if __name__ == "__main__":

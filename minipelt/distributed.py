@@ -3,6 +3,10 @@
 Under `torchrun --nproc_per_node N train.py ...` every rank sees the same global batch and
 takes its own contiguous slice of it; DistributedDataParallel averages the gradients of the
 trainable parameters only (frozen ones never get a gradient, so nothing is sent for them).
+The trainer weights each slice's loss by its share of the rows, so that average is the
+gradient of the global batch's mean loss: N processes train exactly like one process with
+the same --batch-size (up to float rounding). Every rank then clips and steps the same
+averaged gradients, so the copies stay identical without sending any weights.
 Rank 0 evaluates and writes; its dev metrics are broadcast so that every rank takes the same
 early-stopping decision. Backend: NCCL on GPUs, gloo on CPU.
 """
@@ -42,11 +46,22 @@ class Context:
             return batch
         return {k: v.tensor_split(self.world_size)[self.rank] for k, v in batch.items()}
 
+    def check_batches(self, n: int, batch_size: int) -> None:
+        """Refuse batch sizes that would leave a rank an empty slice (its mean loss would be NaN)."""
+        smallest = n % batch_size or batch_size  # the last batch of an epoch is the smallest
+        if self.world_size > 1 and smallest < self.world_size:
+            raise ValueError(f"a batch of {smallest} examples cannot be split over {self.world_size} processes "
+                             f"(the last batch of an epoch holds K mod batch size = {n} mod {batch_size}): choose "
+                             f"--batch-size so that every batch has at least {self.world_size} examples, "
+                             f"or run fewer processes")
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """DDP around `model`. static_graph: every step uses the same parameters, so DDP can learn once
+        which trainable ones get no gradient (the pooler under mean pooling) instead of failing."""
         if self.world_size == 1:
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=device_ids)
+        return DistributedDataParallel(model, device_ids=device_ids, static_graph=True)
 
 
 _context: Context | None = None
@@ -68,3 +83,11 @@ def context() -> Context:
                 torch.cuda.set_device(device)
             _context = Context(torch_dist.get_rank(), world_size, device)
     return _context
+
+
+def shutdown() -> None:
+    """End the process group, if one was started: a clean exit under torchrun (NCCL warns otherwise)."""
+    global _context
+    if torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
+    _context = None

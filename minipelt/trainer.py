@@ -165,12 +165,13 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
     out = Path(run.output_dir)
     dist = distributed.context()
     device = dist.device if dist.world_size > 1 else resolve_device(run.device)
-    if dist.is_main:
-        finished = runstate.prepare_output_dir(out, run, overwrite)
-        if finished is not None:
+    # Rank 0 prepares the directory; the broadcast also makes the other ranks wait for that, and
+    # lets every rank skip a finished run together (one rank alone would leave the rest waiting).
+    finished = dist.broadcast(runstate.prepare_output_dir(out, run, overwrite) if dist.is_main else None)
+    if finished is not None:
+        if dist.is_main:
             print(f"{out}: this run already finished (results.json); pass --overwrite to run it again")
-            return finished
-    dist.barrier()
+        return finished if dist.is_main else {}
     torch.manual_seed(run.seed)
     task = data.get_task(run.task)
     model, model_dir = build_model(run, task, device)
@@ -189,6 +190,7 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=run.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=run.weight_decay)
     steps_per_epoch = data.num_batches(len(train_set), run.batch_size)
+    dist.check_batches(len(train_set), run.batch_size)
     scheduler = linear_schedule(optimizer, steps_per_epoch * run.epochs, run.warmup_ratio)
     scaler = torch.amp.GradScaler("cuda", enabled=run.precision == "fp16")
     state = runstate.RunState()
@@ -208,10 +210,13 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
         bar = tqdm(data.batches(train_set, run.batch_size, shuffle=True, generator=order), total=steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{run.epochs}", disable=not dist.is_main, leave=False)
         for batch in bar:
+            rows = len(batch["labels"])  # of the global batch; this rank trains on its slice
             batch = {k: v.to(device) for k, v in dist.shard(batch).items()}
             with autocast(device, run.precision):
                 logits = ddp_model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            loss = loss_fn(logits, batch["labels"])
+            # DDP averages the ranks' gradients: weighting each slice's mean loss by its share of the
+            # rows makes that average the global batch mean, also for an unevenly split last batch.
+            loss = loss_fn(logits, batch["labels"]) * (len(batch["labels"]) * dist.world_size / rows)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm)
