@@ -19,15 +19,6 @@ from minipelt.bert import BertModel
 from minipelt.weights import fetch, fetch_from_hub, read_bert_safetensors, resolve_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one intra-op thread is fastest (several spin-wait on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def rewrite(directory, state: dict) -> None:
     save_file({k: v.contiguous() for k, v in state.items()}, str(directory / "model.safetensors"))
 

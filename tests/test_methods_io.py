@@ -21,15 +21,6 @@ BERT_BASE_CONFIG = REPO_ROOT.parent / "shared/configs/bert-base-uncased.json"
 NUM_LABELS = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one intra-op thread is fastest (several spin-wait on a busy 2-core box)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @torch.no_grad()
 def perturb(model: SequenceClassifier, std: float = 0.3, seed: int = 0) -> None:
     """'Train': noise on every trainable parameter (lora_B included, which starts at 0)."""

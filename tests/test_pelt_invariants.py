@@ -78,16 +78,6 @@ def batches(draw, max_batch: int = 4, max_len: int = 12):
     return ids, mask, types
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one intra-op thread is fastest, and on a busy 2-core machine several
-    OpenMP threads waiting on each other make each 32x32 matmul take milliseconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Zoo:
     """One tiny base checkpoint; models built from it once per method and cached."""
 
