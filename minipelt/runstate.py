@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
+from tqdm import tqdm
 
 from minipelt.checkpoint import atomic_write, save_trainable
 
@@ -85,7 +86,7 @@ def record_evaluation(state: RunState, dev_metrics: dict, task, run, model, out:
         state.bad_evaluations += 1
         state.stopped = state.bad_evaluations >= run.patience
     if dist.is_main:
-        print(f"step {state.step}: dev {task.main_metric} {score:.4f} (best {state.best_score:.4f} at step "
+        tqdm.write(f"step {state.step}: dev {task.main_metric} {score:.4f} (best {state.best_score:.4f} at step "
               f"{state.best_step})" + (" -> early stop" if state.stopped else ""))
 
 

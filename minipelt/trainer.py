@@ -10,7 +10,6 @@ kept, and the best checkpoint finally evaluated on the test set(s).
 """
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +158,33 @@ def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
         optimizer, lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))))
 
 
+def train_step(ddp_model, batch, dist, device, run, params, optimizer, scheduler, scaler) -> torch.Tensor:
+    """One optimizer step on a global batch (this rank's slice of it); returns the detached loss."""
+    rows = len(batch["labels"])  # of the global batch
+    batch = {k: v.to(device) for k, v in dist.shard(batch).items()}
+    with autocast(device, run.precision):
+        logits = ddp_model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    # DDP averages the ranks' gradients: weighting each slice's mean loss by its share of the
+    # rows makes that average the global batch mean, also for an unevenly split last batch.
+    loss = loss_fn(logits, batch["labels"]) * (len(batch["labels"]) * dist.world_size / rows)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
+    return loss.detach()
+
+
+def check_finite(first_bad_step: torch.Tensor, out: Path) -> None:
+    step = int(first_bad_step)
+    if step >= 0:
+        raise FloatingPointError(
+            f"the loss became NaN or inf at step {step}; training stopped. The best checkpoint so far and the "
+            f"last epoch's state are kept in {out}. Try a lower --lr, or --precision fp32.")
+
+
 def train(run: TrainConfig, overwrite: bool = False) -> dict:
     """Train one run (one task, K, method, seed); returns and writes its results.json."""
     run = run.resolved()
@@ -202,6 +228,7 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
 
     start = time.time()
     eval_every = run.eval_every or steps_per_epoch
+    first_bad_step = torch.tensor(-1, device=device)  # first non-finite loss, tracked without a host sync
     for epoch in range(state.epoch, run.epochs):
         if state.stopped:
             break
@@ -210,34 +237,21 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
         bar = tqdm(data.batches(train_set, run.batch_size, shuffle=True, generator=order), total=steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{run.epochs}", disable=not dist.is_main, leave=False)
         for batch in bar:
-            rows = len(batch["labels"])  # of the global batch; this rank trains on its slice
-            batch = {k: v.to(device) for k, v in dist.shard(batch).items()}
-            with autocast(device, run.precision):
-                logits = ddp_model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-            # DDP averages the ranks' gradients: weighting each slice's mean loss by its share of the
-            # rows makes that average the global batch mean, also for an unevenly split last batch.
-            loss = loss_fn(logits, batch["labels"]) * (len(batch["labels"]) * dist.world_size / rows)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, run.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            scheduler.step()
+            loss = train_step(ddp_model, batch, dist, device, run, params, optimizer, scheduler, scaler)
             state.step += 1
-            if state.step % 10 == 0 or state.step % eval_every == 0:  # reading the loss syncs: not every step
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"loss is {value} at step {state.step} (epoch {epoch + 1}); training stopped. "
-                        f"The best checkpoint so far is kept in {out}. Try a lower --lr or --precision fp32.")
-                bar.set_postfix(loss=f"{value:.4f}")
+            first_bad_step = torch.where((first_bad_step < 0) & ~torch.isfinite(loss), state.step, first_bad_step)
+            if state.step % 10 == 0:  # reading the loss syncs with the device: not every step
+                check_finite(first_bad_step, out)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
             if state.step % eval_every == 0:
+                check_finite(first_bad_step, out)
                 dev_metrics = evaluate(model, dev_set, task, run, device)[0] if dist.is_main else None
                 runstate.record_evaluation(state, dist.broadcast(dev_metrics), task, run, model, out, dist)
                 model.train()
                 if state.stopped:
                     break
+        bar.close()
+        check_finite(first_bad_step, out)  # never save a state that a NaN has reached
         state.epoch = epoch + 1
         if dist.is_main:
             runstate.save(out, run, state, model, optimizer, scheduler)

@@ -275,7 +275,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_best(workspace, tmp_
 
     monkeypatch.setattr(trainer, "loss_fn", diverging)
     message = cli_error(train_cli.main, run_args(workspace, tmp_path))
-    assert "loss is nan at step 10 (epoch 2); training stopped" in message and "lower --lr" in message
+    assert "NaN or inf at step 6; training stopped" in message and "lower --lr" in message
     best = tmp_path / "seed1" / "best.safetensors"  # from the evaluation at step 5
     model = model_from_checkpoint(best, workspace.model)
     assert all(torch.isfinite(p).all() for p in model.parameters())
