@@ -1,0 +1,461 @@
+"""Training speed, inference speed, memory and size of every PELT method vs fine-tuning.
+
+The paper's Table 4 (Mao et al., ACL 2022), measured again on minipelt:
+
+    python bench/speed.py --model minilm --steps 10
+    python bench/speed.py --model bert-base --steps 5 --batch-size 16 --seq-len 128
+    python bench/speed.py --model bert-base --device cuda --steps 20
+
+--model bert-base is a RANDOM model of bert-base's shape (../shared/configs/bert-base-uncased.json,
+found next to the repository): speed does not depend on the weights. --model minilm loads
+the real all-MiniLM-L6-v2 (fetched into weights/minilm on first use); a directory works too.
+
+What one method's measurement is (run in a fresh subprocess, `--one METHOD`, so that the
+peak memory of one method is not hidden by another's):
+
+    train step   model.train(); forward, cross-entropy, backward, AdamW.step() over the
+                 trainable parameters only (mark_trainable applied), zero_grad(set_to_none).
+                 Median over --steps steps after --warmup steps (the first step allocates
+                 AdamW's state, so warm-up matters).
+    inference    model.eval() under no_grad, same batch, median over --steps after --warmup.
+    merged       the same inference after LoRA merge() (method lora) or prefix fold()
+                 (every method with a prefix); a merged LoRA must cost what the base costs.
+    peak memory  CPU: the peak resident set size reached during the warm-up and measured
+                 train steps, minus the resident size just before them (model built,
+                 optimizer created, batch made, nothing run yet: a backward run before
+                 would leave its freed activations in the heap and hide them). The peak is reset with /proc/self/clear_refs
+                 (Linux); where that fails, ru_maxrss minus its value after the build.
+                 CUDA: torch.cuda.max_memory_allocated() after reset_peak_memory_stats(),
+                 minus memory_allocated() at the same point. Either way: gradients, AdamW
+                 state and activations, not the weights themselves.
+    parameters   minipelt.summary.count_trainable, head excluded like the paper's Table 4;
+                 the prefix counted folded (N*2*L*H) and, separately, with its MLP.
+
+Every figure is also given relative to fine-tuning in the same run, next to the paper's.
+Results: bench/results/speed_<model>_<device>.json and .md.
+"""
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository root
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from minipelt.bert import BertConfig, BertModel  # noqa: E402
+from minipelt.classifier import SequenceClassifier  # noqa: E402
+from minipelt.lora import LoRALinear  # noqa: E402
+from minipelt.methods import PeltConfig, mark_trainable  # noqa: E402
+from minipelt.summary import KINDS, count_trainable, folded_prefix_size  # noqa: E402
+
+METHODS = ("finetune", "bitfit", "adapter", "prefix", "lora", "unipelt-ap", "unipelt")
+BERT_BASE_CONFIG = ROOT.parent / "shared" / "configs" / "bert-base-uncased.json"
+RESULTS_DIR = ROOT / "bench" / "results"
+NUM_LABELS = 2
+
+# Table 4 of the paper (bert-base, relative to fine-tuning): params, training time, inference time.
+PAPER = {
+    "finetune": ("110M", 100, 100),
+    "bitfit": ("103K", 65, 102),
+    "prefix": ("184K", 56, 114),
+    "lora": ("295K", 53, 105),
+    "adapter": ("895K", 55, 107),
+    "unipelt-ap": ("1.1M", 55, 118),
+    "unipelt": ("1.4M", 67, 127),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# One method, in its own process
+# ----------------------------------------------------------------------------------------------
+
+def build_model(model: str, method: str, device: torch.device) -> SequenceClassifier:
+    pelt = PeltConfig.from_method(method)
+    torch.manual_seed(0)
+    if model == "bert-base":
+        bert = BertModel(BertConfig.from_json(BERT_BASE_CONFIG), pelt)  # random weights
+    else:
+        bert = BertModel.from_pretrained(model, pelt)
+    classifier = SequenceClassifier(bert, NUM_LABELS, pooling="cls").to(device)
+    mark_trainable(classifier, pelt)
+    return classifier
+
+
+def make_batch(config: BertConfig, batch_size: int, seq_len: int, device: torch.device) -> dict:
+    g = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(1000, config.vocab_size, (batch_size, seq_len), generator=g)
+    input_ids[:, 0] = 101  # [CLS]
+    return dict(
+        input_ids=input_ids.to(device),
+        attention_mask=torch.ones(batch_size, seq_len, dtype=torch.long, device=device),
+        token_type_ids=torch.zeros(batch_size, seq_len, dtype=torch.long, device=device),
+        labels=torch.randint(0, NUM_LABELS, (batch_size,), generator=g).to(device),
+    )
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, n: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each of n calls, the device synchronised around each.
+
+    On a shared CPU the process CPU time (time.process_time, all threads) is the steadier
+    figure: it does not count the time other processes hold the cores."""
+    wall, cpu = [], []
+    for _ in range(n):
+        sync(device)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+class PeakMemory:
+    """Peak memory increase over a code region: CUDA allocator, or CPU resident set size (bytes)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.how = None
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            sync(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            self.how = "torch.cuda.max_memory_allocated - memory_allocated before the train steps"
+            return
+        release_free_heap()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak RSS (VmHWM) to the current RSS
+            self.base = proc_status_kb("VmRSS") * 1024
+            self.how = "peak RSS (VmHWM, reset via /proc/self/clear_refs) - RSS before the train steps"
+        except OSError:
+            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            self.how = "ru_maxrss delta vs after model build (clear_refs unavailable)"
+
+    def stop(self) -> int:
+        if self.device.type == "cuda":
+            sync(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - self.base
+        if self.how.startswith("peak RSS"):
+            return proc_status_kb("VmHWM") * 1024 - self.base
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.base
+
+
+def release_free_heap() -> None:
+    """Give freed heap memory (e.g. the checkpoint read while loading) back to the OS (glibc), so
+    the train steps cannot reuse it unseen; a no-op where malloc_trim does not exist."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def proc_status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def parameter_counts(model: SequenceClassifier) -> dict:
+    counts = count_trainable(model)
+    pelt_kinds = [k for k in KINDS if k != "head"]
+    training = sum(counts[k] for k in pelt_kinds)  # the prefix with its MLP
+    if counts["prefix"]:
+        counts["prefix"] = folded_prefix_size(model)
+    return dict(
+        params=sum(counts[k] for k in pelt_kinds),  # head excluded, prefix folded (Table 4's count)
+        params_training=training,  # head excluded, prefix with its MLP
+        head=counts["head"],
+        base_total=counts["base_total"],
+        by_kind={k: counts[k] for k in KINDS if counts[k]},
+    )
+
+
+def gradient_check(model, batch) -> dict:
+    """One backward: no frozen parameter may get a .grad; list trainable ones that get none."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    F.cross_entropy(logits, batch["labels"]).backward()
+    named = list(model.named_parameters())
+    result = dict(
+        frozen_with_grad=[n for n, p in named if not p.requires_grad and p.grad is not None],
+        trainable_without_grad=[n for n, p in named if p.requires_grad and p.grad is None],
+    )
+    model.zero_grad(set_to_none=True)
+    return result
+
+
+def measure_one(args, method: str) -> dict:
+    device = torch.device(args.device)
+    model = build_model(args.model, method, device)
+    batch = make_batch(model.bert.config, args.batch_size, args.seq_len, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-5)  # torch's default implementation for the device
+    result = dict(method=method, **parameter_counts(model))
+
+    def forward():
+        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+    def train_step():
+        loss = F.cross_entropy(forward(), batch["labels"])
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    def inference_times() -> tuple[list[float], list[float]]:
+        with torch.no_grad():
+            timed(forward, args.warmup, device)
+            return timed(forward, args.steps, device)
+
+    model.train()
+    memory = PeakMemory(device)
+    memory.start()
+    timed(train_step, args.warmup, device)
+    train, train_cpu = timed(train_step, args.steps, device)
+    result["train_peak_bytes"] = memory.stop()
+    result["memory_method"] = memory.how
+    if device.type == "cuda":
+        result["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+    # After the memory measurement: a backward before it would leave its freed activations in
+    # the process heap, and the train steps would then reuse them without raising the peak RSS.
+    result.update(gradient_check(model, batch))
+
+    model.eval()
+    infer, infer_cpu = inference_times()
+    result.update(train_s=train, train_cpu_s=train_cpu, infer_s=infer, infer_cpu_s=infer_cpu)
+
+    merged_what = []
+    if model.bert.pelt.lora and not model.bert.pelt.gated:
+        for m in model.modules():
+            if isinstance(m, LoRALinear):
+                m.merge()
+        merged_what.append("LoRA merged")
+    if model.bert.prefix is not None:
+        model.bert.prefix.fold()
+        merged_what.append("prefix folded")
+    if merged_what:
+        merged, merged_cpu = inference_times()
+        result.update(merged=" + ".join(merged_what), merged_infer_s=merged, merged_infer_cpu_s=merged_cpu)
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# The whole run: one subprocess per method, then the table
+# ----------------------------------------------------------------------------------------------
+
+def child_command(args, method: str, out: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--one", method, "--json-out", out,
+            "--model", args.model, "--device", args.device, "--batch-size", str(args.batch_size),
+            "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup),
+            "--threads", str(args.threads)]
+
+
+def run_all(args) -> dict:
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        sys.exit(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
+    if "finetune" not in methods:
+        methods.insert(0, "finetune")  # everything is relative to fine-tuning
+    results = {}
+    for method in methods:
+        print(f"--- {method}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "result.json")
+            start = time.time()
+            subprocess.run(child_command(args, method, out), check=True)
+            results[method] = json.loads(Path(out).read_text())
+        r = results[method]
+        print(f"    train {1e3 * statistics.median(r['train_s']):.0f} ms, infer "
+              f"{1e3 * statistics.median(r['infer_s']):.0f} ms, peak {r['train_peak_bytes'] / 2**20:.0f} MiB "
+              f"({time.time() - start:.0f} s)", flush=True)
+    return results
+
+
+def environment(args) -> dict:
+    env = dict(
+        command="python " + shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        torch=torch.__version__, python=platform.python_version(),
+        model=args.model, device=args.device, threads=args.threads, batch_size=args.batch_size,
+        seq_len=args.seq_len, steps=args.steps, warmup=args.warmup, pooling="cls", precision="fp32",
+        optimizer="torch.optim.AdamW, default implementation, lr 1e-5, no gradient clipping",
+        inputs="random token ids, no padding (attention_mask all ones)",
+        note=args.note,
+    )
+    if args.device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name(torch.device(args.device))
+        env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+    else:
+        env["cpu"] = cpu_name()
+        env["load_average_at_start"] = os.getloadavg()
+    return env
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M).group(1)
+    except (OSError, AttributeError):
+        return platform.processor()
+
+
+def human(n: int) -> str:
+    for unit, size in (("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+def summarise(results: dict, cpu_time: bool) -> dict:
+    """Medians (ms) and ratios to fine-tuning (%), per method; with cpu_time also the process-CPU-time ones."""
+    ft = results["finetune"]
+    med = statistics.median
+    clocks = ("", "_cpu") if cpu_time else ("",)
+    rows = {}
+    for method, r in results.items():
+        row = dict(params=r["params"], params_training=r["params_training"],
+                   params_pct=100 * r["params"] / ft["params"],
+                   train_peak_mib=r["train_peak_bytes"] / 2**20,
+                   train_peak_pct=100 * r["train_peak_bytes"] / ft["train_peak_bytes"],
+                   paper=dict(zip(("params", "train_pct", "infer_pct"), PAPER[method])))
+        if "merged" in r:
+            row["merged"] = r["merged"]
+        for clock in clocks:
+            for what, ref in (("train", "train"), ("infer", "infer"), ("merged_infer", "infer")):
+                key = f"{what}{clock}_s"
+                if key in r:
+                    row[f"{what}{clock}_ms"] = 1e3 * med(r[key])
+                    row[f"{what}{clock}_pct"] = 100 * med(r[key]) / med(ft[f"{ref}{clock}_s"])
+        rows[method] = row
+    return rows
+
+
+def markdown(env: dict, rows: dict, results: dict) -> str:
+    where = env.get("gpu") or env.get("cpu")
+    cpu_time = "train_cpu_pct" in rows["finetune"]
+    lines = [
+        f"# Speed of the PELT methods: {env['model']} on {env['device']}",
+        "",
+        f"`{env['command']}`",
+        "",
+        *([f"Note: {env['note']}", ""] if env.get("note") else []),
+        f"{env['date']}; torch {env['torch']}; {where}; threads {env['threads']}; batch {env['batch_size']} "
+        f"x length {env['seq_len']}; median of {env['steps']} steps after {env['warmup']} warm-up; "
+        f"fp32; {env['optimizer']}; {env['inputs']}."
+        + (f" Load average at start / end: {', '.join(f'{x:.2f}' for x in env['load_average_at_start'])} / "
+           f"{', '.join(f'{x:.2f}' for x in env.get('load_average_at_end', ()))}."
+           if "load_average_at_start" in env else ""),
+        "",
+        "Percentages are relative to fine-tuning in this run; the paper's columns are its Table 4 "
+        "(bert-base, GPU). Params exclude the task head; the prefix is counted folded (with its MLP "
+        "in brackets). Peak memory: " + results["finetune"]["memory_method"] + ".",
+    ]
+    if cpu_time:
+        lines += ["", "Times are wall-clock; the `cpu %` columns are the same ratios in process CPU time "
+                      "(time.process_time), which other jobs on a shared CPU do not inflate: trust those "
+                      "when the load average exceeds the free cores."]
+    head = ("| method | params | paper | train ms | train % | " + ("train cpu % | " if cpu_time else "")
+            + "paper train % | infer ms | infer % | " + ("infer cpu % | " if cpu_time else "")
+            + "paper infer % | merged/folded infer ms (%" + (", cpu %" if cpu_time else "") + ") | train peak MiB (%) |")
+    lines += ["", head, "|---|" + "---:|" * (head.count("|") - 2)]
+    for method, r in rows.items():
+        params = human(r["params"])
+        if r["params_training"] != r["params"]:
+            params += f" ({human(r['params_training'])})"
+        merged = ""
+        if "merged_infer_ms" in r:
+            merged = f"{r['merged_infer_ms']:.0f} ({r['merged_infer_pct']:.0f}%"
+            merged += f", {r['merged_infer_cpu_pct']:.0f}%)" if cpu_time else ")"
+        p = r["paper"]
+        cells = [method, params, p["params"], f"{r['train_ms']:.0f}", f"{r['train_pct']:.0f}%"]
+        cells += [f"{r['train_cpu_pct']:.0f}%"] if cpu_time else []
+        cells += [f"{p['train_pct']}%", f"{r['infer_ms']:.0f}", f"{r['infer_pct']:.0f}%"]
+        cells += [f"{r['infer_cpu_pct']:.0f}%"] if cpu_time else []
+        cells += [f"{p['infer_pct']}%", merged, f"{r['train_peak_mib']:.0f} ({r['train_peak_pct']:.0f}%)"]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = [f"{m}: {r['merged']}" for m, r in results.items() if "merged" in r]
+    lines += [""]
+    if notes:
+        lines.append("Merged/folded column: " + "; ".join(notes) + " (a gated LoRA cannot be merged; a folded "
+                     "prefix still attends to its L extra keys).")
+    bad = {m: r["frozen_with_grad"] for m, r in results.items() if r["frozen_with_grad"]}
+    lines.append("Gradient check (one backward): " + (
+        f"FROZEN PARAMETERS GOT GRADIENTS: {bad}" if bad else "no frozen parameter received a .grad in any method."))
+    unused = {m: r["trainable_without_grad"] for m, r in results.items() if r["trainable_without_grad"]}
+    if unused:
+        lines.append(f"Trainable parameters that got no gradient: {unused}")
+    spread = ", ".join(f"{m} {1e3 * min(r['train_s']):.0f}-{1e3 * max(r['train_s']):.0f}"
+                       for m, r in results.items())
+    lines += ["", f"Train step range (min-max wall ms over the measured steps): {spread}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="minilm", help="bert-base (random, bert-base shape), minilm, or a directory")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=10, help="measured steps (median reported)")
+    parser.add_argument("--warmup", type=int, default=2, help="unmeasured steps before the measured ones")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated; finetune is always added")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch.set_num_threads (default 1: on a CPU shared with other jobs, more "
+                             "threads than free cores make the threads wait for each other)")
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    parser.add_argument("--note", default="", help="a remark written into the .md (e.g. why steps were reduced)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one method in this process
+    parser.add_argument("--json-out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")
+    torch.set_num_threads(args.threads)
+
+    if args.one:
+        Path(args.json_out).write_text(json.dumps(measure_one(args, args.one)))
+        return
+
+    env = environment(args)
+    results = run_all(args)
+    if args.device == "cpu":
+        env["load_average_at_end"] = os.getloadavg()
+    rows = summarise(results, cpu_time=args.device == "cpu")
+    text = markdown(env, rows, results)
+    print(text)
+    name = Path(args.model).name if Path(args.model).is_dir() else args.model
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / f"speed_{name}_{args.device.split(':')[0]}"
+    stem.with_suffix(".json").write_text(json.dumps(dict(env=env, summary=rows, raw=results), indent=2) + "\n")
+    stem.with_suffix(".md").write_text(text)
+    print(f"wrote {stem}.json and {stem}.md")
+
+
+if __name__ == "__main__":
+    main()
