@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[42], help="data seeds, one run each (alias --seed)")
     p.add_argument("--seed", type=int, dest="seeds", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--lr", type=float, help="default: per method, see README")
+    p.add_argument("--prefix-lr", type=float, help="the prefix MLP's learning rate (default: per method, see README)")
     p.add_argument("--epochs", type=int, help="default: per method, see README")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--max-seq-length", type=int, default=128)
@@ -65,8 +66,8 @@ def run_configs(args) -> list[TrainConfig]:
     k_name = "full" if args.k is None else args.k
     root = Path(args.output_dir or f"runs/{args.task}-k{k_name}-{args.method}")
     return [TrainConfig(task=args.task, k=args.k, method=args.method, model=args.model, seed=seed, lr=args.lr,
-                        epochs=args.epochs, batch_size=args.batch_size, max_seq_length=args.max_seq_length,
-                        eval_every=args.eval_every, patience=args.patience, dev_size=args.dev_size,
+                        prefix_lr=args.prefix_lr, epochs=args.epochs, batch_size=args.batch_size,
+                        max_seq_length=args.max_seq_length, eval_every=args.eval_every, patience=args.patience, dev_size=args.dev_size,
                         pooling=args.pooling, device=args.device, precision=args.precision, data_dir=args.data_dir,
                         output_dir=str(root / f"seed{seed}"), method_options=options)
             for seed in args.seeds]

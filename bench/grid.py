@@ -133,7 +133,7 @@ def parse_k(value: str) -> int | None:
 
 def train_config(run: Run, args) -> TrainConfig:
     return TrainConfig(task=run.task, k=run.k, method=run.method, seed=run.seed, model=args.model, lr=args.lr,
-                       epochs=args.epochs, eval_every=args.eval_every, dev_size=args.dev_size, device=args.device,
+                       prefix_lr=args.prefix_lr, epochs=args.epochs, eval_every=args.eval_every, dev_size=args.dev_size, device=args.device,
                        precision=args.precision, data_dir=args.data_dir,
                        output_dir=str(Path(args.runs_dir) / run.name))
 
@@ -464,6 +464,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     t.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
     t.add_argument("--epochs", type=int, help="default: per method, see README")
     t.add_argument("--lr", type=float, help="default: per method, see README")
+    t.add_argument("--prefix-lr", type=float, help="the prefix MLP's learning rate (default: per method)")
     t.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: every epoch)")
     t.add_argument("--dev-size", type=int, default=1000, help="dev examples after the K train ones (1000 in the paper)")
     return p.parse_args(argv)
