@@ -8,7 +8,7 @@
 set -eu
 glue=${1:-../shared/data/glue}
 while read -r method lr plr epochs; do
-  extra=(); [ "$plr" != "-" ] && extra=(--prefix-lr "$plr")
+  extra=(--prefix-lr "$plr"); [ "$plr" = "-" ] && extra=(--prefix-lr "$lr")
   python train.py --task stsb --k 100 --method "$method" --lr "$lr" "${extra[@]}" --epochs "${epochs:-30}" \
     --eval-every 14 --dev-size 300 --seeds 1 --model minilm --data-dir "$glue" \
     --output-dir "runs/sweep/$method-lr$lr-plr$plr"
