@@ -43,7 +43,7 @@ METHOD_DEFAULTS = {
     "finetune": MethodDefaults(5e-5),
     "bitfit": MethodDefaults(5e-3),
     "adapter": MethodDefaults(1e-3),
-    "prefix": MethodDefaults(3e-4),
+    "prefix": MethodDefaults(1e-3, prefix_lr=1e-4),
     "lora": MethodDefaults(1e-3),
     "unipelt-ap": MethodDefaults(1e-3, prefix_lr=1e-4),
     "unipelt": MethodDefaults(1e-3, prefix_lr=1e-4),
