@@ -8,28 +8,23 @@ several seeds the mean and std of the test metrics go to summary.json beside the
 Re-running the same command resumes an interrupted run and skips finished ones.
 """
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from minipelt import distributed
+from minipelt import data, distributed
 from minipelt.classifier import POOLINGS
 from minipelt.methods import NAMED, SINGLE
 from minipelt.trainer import METHOD_DEFAULTS, TrainConfig, train
-
-
-def parse_k(value: str) -> int | None:
-    return None if value == "full" else int(value)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--task", required=True, help="cola sst2 mrpc stsb qqp mnli qnli rte")
-    p.add_argument("--k", type=parse_k, required=True, help="training examples per seed (100, 500, 1000) or 'full'")
+    p.add_argument("--k", type=data.parse_k, required=True, help="training examples per seed (100, 500, 1000) or 'full'")
     p.add_argument("--method", default="unipelt", help=f"{', '.join(SINGLE + tuple(NAMED))}, or a '+' combination")
     p.add_argument("--model", default="bert-base-uncased", help="a fetched name (minilm, bert-base-uncased) or a directory")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -67,7 +62,8 @@ def run_configs(args) -> list[TrainConfig]:
     root = Path(args.output_dir or f"runs/{args.task}-k{k_name}-{args.method}")
     return [TrainConfig(task=args.task, k=args.k, method=args.method, model=args.model, seed=seed, lr=args.lr,
                         prefix_lr=args.prefix_lr, epochs=args.epochs, batch_size=args.batch_size,
-                        max_seq_length=args.max_seq_length, eval_every=args.eval_every, patience=args.patience, dev_size=args.dev_size,
+                        max_seq_length=args.max_seq_length, eval_every=args.eval_every, patience=args.patience,
+                        dev_size=args.dev_size,
                         pooling=args.pooling, device=args.device, precision=args.precision, data_dir=args.data_dir,
                         output_dir=str(root / f"seed{seed}"), method_options=options)
             for seed in args.seeds]

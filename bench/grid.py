@@ -127,10 +127,6 @@ def parse_shard(value: str) -> tuple[int, int]:
     return i, n
 
 
-def parse_k(value: str) -> int | None:
-    return None if value == "full" else int(value)
-
-
 def train_config(run: Run, args) -> TrainConfig:
     return TrainConfig(task=run.task, k=run.k, method=run.method, seed=run.seed, model=args.model, lr=args.lr,
                        prefix_lr=args.prefix_lr, epochs=args.epochs, eval_every=args.eval_every, dev_size=args.dev_size, device=args.device,
@@ -448,7 +444,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=summary, epilog=details,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), help=f"default: all ({' '.join(TASKS)})")
-    p.add_argument("--ks", type=parse_k, nargs="+", default=list(KS), help="default: 100 500 1000 ('full' too)")
+    p.add_argument("--ks", type=data.parse_k, nargs="+", default=list(KS), help="default: 100 500 1000 ('full' too)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), help=f"default: {' '.join(METHODS)}")
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="default: 1 2 3 4 5")
     p.add_argument("--shard", type=parse_shard, default=(0, 1), metavar="i/n",

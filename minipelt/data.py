@@ -323,6 +323,11 @@ class _Selectable(Protocol):
 _SplitT = TypeVar("_SplitT", bound=_Selectable)
 
 
+def parse_k(value: str) -> int | None:
+    """A --k value: a number of training examples, or 'full' (None) for the whole training set."""
+    return None if value == "full" else int(value)
+
+
 def few_shot_indices(n: int, k: int | None, seed: int, dev_size: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     """(train, dev) positions in a training set of n examples; see the module docstring."""
     if k is not None and k < 1:
