@@ -21,26 +21,26 @@ from minipelt.trainer import METHOD_DEFAULTS, TrainConfig, train
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--task", required=True, help="cola sst2 mrpc stsb qqp mnli qnli rte")
     p.add_argument("--k", type=data.parse_k, required=True, help="training examples per seed (100, 500, 1000) or 'full'")
-    p.add_argument("--method", default="unipelt", help=f"{', '.join(SINGLE + tuple(NAMED))}, or a '+' combination")
-    p.add_argument("--model", default="bert-base-uncased", help="a fetched name (minilm, bert-base-uncased) or a directory")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--seeds", type=int, nargs="+", default=[42], help="data seeds, one run each (alias --seed)")
+    p.add_argument("--method", default="unipelt",
+                   help=f"{', '.join(SINGLE + tuple(NAMED))}, or a '+' combination (unipelt)")
+    p.add_argument("--model", default="bert-base-uncased", help="a fetched name (minilm, bert-base-uncased) or a directory (bert-base-uncased)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
+    p.add_argument("--seeds", type=int, nargs="+", default=[42], help="data seeds, one run each (alias --seed; 42)")
     p.add_argument("--seed", type=int, dest="seeds", nargs="+", help=argparse.SUPPRESS)
     p.add_argument("--lr", type=float, help="default: per method, see README")
     p.add_argument("--prefix-lr", type=float, help="the prefix MLP's learning rate (default: per method, see README)")
     p.add_argument("--epochs", type=int, help="default: per method, see README")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=16, help="(16)")
+    p.add_argument("--max-seq-length", type=int, default=128, help="(128; capped by the model's position table)")
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations (default: every epoch)")
-    p.add_argument("--patience", type=int, default=10, help="early stopping: evaluations without improvement")
+    p.add_argument("--patience", type=int, default=10, help="early stopping: evaluations without improvement (10)")
     p.add_argument("--dev-size", type=int, default=1000,
                    help="dev examples taken after the K train ones (1000 in the paper); smaller for tiny data and tests")
     p.add_argument("--pooling", choices=POOLINGS, help="head input; default: the checkpoint's declared pooling, else cls")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="bf16/fp16 on CUDA only")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="bf16/fp16 on CUDA only (fp32)")
     p.add_argument("--data-dir", help="a GLUE directory in the original tsv layout (default: $MINIPELT_GLUE_DIR, else the hub)")
     p.add_argument("--output-dir", help="default: runs/TASK-kK-METHOD; one seedN folder per seed inside")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or different run in the output dir")
