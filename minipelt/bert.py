@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from minipelt.adapter import Adapter
 from minipelt.gate import Gate
 from minipelt.lora import LoRALinear
-from minipelt.methods import PELT_PARTS, PeltConfig
+from minipelt.methods import PeltConfig, is_pelt_parameter
 from minipelt.prefix import PrefixTuning, attend_with_prefix
 
 
@@ -219,7 +219,3 @@ class BertModel(nn.Module):
         for n, p in own.items():
             if n in state:
                 p.copy_(state[n])
-
-
-def is_pelt_parameter(name: str) -> bool:
-    return any(p in name.split(".") for p in PELT_PARTS)

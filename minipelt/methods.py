@@ -68,6 +68,11 @@ class PeltConfig:
         return cls(**json.loads(text))
 
 
+def is_pelt_parameter(name: str) -> bool:
+    """A parameter of a PELT submodule (adapter, prefix, LoRA A/B, gate), not of the base BERT."""
+    return any(p in name.split(".") for p in PELT_PARTS)
+
+
 def is_trainable(name: str, pelt: PeltConfig) -> bool:
     """THE predicate: trains under `pelt` iff saved by `trainable_state_dict`.
 
@@ -77,7 +82,7 @@ def is_trainable(name: str, pelt: PeltConfig) -> bool:
     return (
         pelt.finetune
         or parts[0] == "classifier"  # the task head is randomly initialised: always trains
-        or any(p in parts for p in PELT_PARTS)
+        or is_pelt_parameter(name)
         or (pelt.bitfit and parts[-1] == "bias")
     )
 
