@@ -40,7 +40,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dev-size", type=int, default=1000,
                    help="dev examples taken after the K train ones (1000 in the paper); smaller for tiny data and tests")
     p.add_argument("--pooling", choices=POOLINGS, help="head input; default: the checkpoint's declared pooling, else cls")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="bf16/fp16 on CUDA only (fp32)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="bf16: CUDA, or a CPU with native bf16; fp16: CUDA only (fp32)")
     p.add_argument("--data-dir", help="a GLUE directory in the original tsv layout (default: $MINIPELT_GLUE_DIR, else the hub)")
     p.add_argument("--output-dir", help="default: runs/TASK-kK-METHOD; one seedN folder per seed inside")
     p.add_argument("--overwrite", action="store_true", help="replace a finished or different run in the output dir")

@@ -27,7 +27,7 @@ from minipelt.adapter import Adapter
 from minipelt.gate import Gate
 from minipelt.lora import LoRALinear
 from minipelt.methods import PeltConfig, is_pelt_parameter
-from minipelt.prefix import PrefixTuning, attend_with_prefix
+from minipelt.prefix import PrefixTuning, prefix_attention
 
 
 @dataclass(frozen=True)
@@ -117,13 +117,12 @@ class BertLayer(nn.Module):
         q = self.split_heads(sa.query(x, token_mask))  # (B, h, T, d)
         k = self.split_heads(sa.key(x))
         v = self.split_heads(sa.value(x, token_mask))
-        # The frozen attention, one fused call: softmax(q k^T / sqrt(d) + mask) v.
         p = self.attn_dropout if self.training else 0.0
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)  # (B, h, T, d)
-        # Prefix-tuning enters as extra keys/values, mixed in with weight lam (gate G_P on x).
-        if prefix_kv is not None:
+        if prefix_kv is None:  # the frozen attention, one fused call: softmax(q k^T / sqrt(d) + mask) v
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)  # (B, h, T, d)
+        else:  # prefix-tuning: attention over [P_K; K], [P_V; V], gate G_P on x (prefix.py)
             g_p = self.prefix_gate(x, token_mask) if self.prefix_gate is not None else None
-            attn = attend_with_prefix(attn, q, k, keep, prefix_kv, g_p, self.prefix_gate_form)
+            attn = prefix_attention(q, k, v, keep, prefix_kv, g_p, self.prefix_gate_form, p)
         attn = attn.transpose(1, 2).flatten(2)  # (B, T, H)
 
         ao = self.attention.output

@@ -5,11 +5,16 @@
     P_K, P_V = split(MLP(P))   per layer: (h, L, d), shared by every example
 
 Attention then runs over [P_K; K] and [P_V; V]. Prefixes bypass W_K, W_V, get no position
-embedding and no dropout, and are always attended. The MLP only stabilises training:
+embedding, and are always attended; in training, attention dropout applies to the prefix
+probabilities as to the tokens' (as in the official code). The MLP only stabilises training:
 `fold()` replaces it by the fixed P_K, P_V it produces (N * 2 * L * H = 184,320 values for
 bert-base, the paper's count), with identical outputs.
 
-Unified view (He et al., ICLR 2022) used to compute it:
+Init (official code: the prefix sits inside the encoder, so the Hugging Face initialiser
+applies): embedding and Linear weights N(0, 0.02), biases 0. At bert-base size P_K, P_V then
+start with std ~0.005, so the prefix starts with about its uniform share of the attention.
+
+Unified view (He et al., ICLR 2022):
 
     Attn(q, [P_K; K], [P_V; V]) = (1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V)
     lam = Z_P / (Z_P + Z_T),   Z_X = sum_j exp(q . x_j / sqrt(d)) over the block X
@@ -17,16 +22,18 @@ Unified view (He et al., ICLR 2022) used to compute it:
 UniPELT's gate G_P (on the layer input) enters in one of two forms:
 - "attention" (default, minipelt): the gate scales the prefix's attention mass,
   lam = G_P Z_P / (G_P Z_P + Z_T). At G_P = 0, lam = 0 and the output *is* Attn(q, K, V),
-  bit for bit: the frozen layer.
+  bit for bit: the frozen layer. This is computed as the right-hand side above: the token
+  part by the frozen layer's own fused call, the prefix mixed in afterwards (one fused call
+  over [P_K; K] over L + T keys would sum in another order and not give the frozen bits).
+  Exactness costs one more fused pass over the keys, for lam.
 - "kv" (official code): P_K, P_V are multiplied by G_P. At G_P = 0 the prefix keys are 0,
   each still takes exp(0) of attention mass, so the layer does NOT reduce to the frozen one.
-
-Computing the token part Attn(q, K, V) by the same fused call as the frozen model and mixing
-the prefix in afterwards is what makes the G_P = 0 case exact (a softmax over L + T keys
-would sum in a different order).
+Ungated prefix-tuning and the "kv" form have no exactness to keep: they run the left-hand
+side, one fused call over [P_K; K], [P_V; V], as fast as the plain attention.
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class PrefixTuning(nn.Module):
@@ -40,6 +47,10 @@ class PrefixTuning(nn.Module):
             nn.Tanh(),
             nn.Linear(mlp_hidden, n_layers * 2 * hidden_size),
         )
+        for weight in (self.embedding.weight, self.mlp[0].weight, self.mlp[2].weight):
+            nn.init.normal_(weight, std=0.02)  # the official init (see the module docstring)
+        for bias in (self.mlp[0].bias, self.mlp[2].bias):
+            nn.init.zeros_(bias)
         self.folded: nn.Parameter | None = None
 
     def forward(self) -> torch.Tensor:
@@ -57,30 +68,54 @@ class PrefixTuning(nn.Module):
             del self.embedding, self.mlp
 
 
-def attend_with_prefix(
-    out_tokens: torch.Tensor,  # (B, h, T, d)  Attn(q, K, V), the frozen attention
+def prefix_attention(
     q: torch.Tensor,  # (B, h, T, d)
     k: torch.Tensor,  # (B, h, T, d)
+    v: torch.Tensor,  # (B, h, T, d)
     keep: torch.Tensor,  # (B, 1, 1, T)  True for real tokens
     prefix_kv: torch.Tensor,  # (2, h, L, d)  this layer's P_K, P_V
     gate: torch.Tensor | None,  # (B, 1, 1) G_P, or None when ungated
     gate_form: str = "attention",
+    dropout_p: float = 0.0,
 ) -> torch.Tensor:
-    """Attention over [prefix; tokens] written as the frozen attention plus a mixed-in prefix."""
+    """Attention over [prefix; tokens] -> (B, h, T, d)."""
     p_k, p_v = prefix_kv[0], prefix_kv[1]  # (h, L, d) each
-    log_gate = 0.0
-    if gate is not None:
-        gate = gate[..., None]  # (B, 1, 1, 1)
-        if gate_form == "kv":
-            p_k, p_v = gate * p_k, gate * p_v  # (B, h, L, d)
-        else:
-            log_gate = torch.log(gate)  # log 0 = -inf gives lam = 0 exactly
-    scale = q.size(-1) ** -0.5
-    s_tokens = (q @ k.transpose(-1, -2)) * scale  # (B, h, T, T)
-    s_tokens = s_tokens.masked_fill(~keep, torch.finfo(s_tokens.dtype).min)
-    s_prefix = (q @ p_k.transpose(-1, -2)) * scale  # (B, h, T, L)
-    log_z_tokens = s_tokens.logsumexp(-1, keepdim=True)  # (B, h, T, 1)
-    log_z_prefix = s_prefix.logsumexp(-1, keepdim=True) + log_gate
-    lam = torch.sigmoid(log_z_prefix - log_z_tokens)  # G_P Z_P / (G_P Z_P + Z_T)
-    out_prefix = torch.softmax(s_prefix, dim=-1) @ p_v  # (B, h, T, d)
-    return out_tokens + lam * (out_prefix - out_tokens)
+    if gate is not None and gate_form == "attention":
+        return mix_in_prefix(q, k, v, keep, p_k, p_v, gate[..., None], dropout_p)
+    if gate is not None:  # "kv", the official form
+        p_k, p_v = gate[..., None] * p_k, gate[..., None] * p_v  # (B, h, L, d)
+    B, h, T, d = q.shape
+    keys = torch.cat([p_k.expand(B, h, -1, d), k], dim=2)  # (B, h, L + T, d)
+    values = torch.cat([p_v.expand(B, h, -1, d), v], dim=2)
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=with_prefix_slots(keep, p_k.size(-2)),
+                                          dropout_p=dropout_p)
+
+
+def mix_in_prefix(q, k, v, keep, p_k, p_v, g, dropout_p):
+    """(1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V), lam = g Z_P / (g Z_P + Z_T); g: (B, 1, 1, 1).
+
+    The tokens' share of the attention mass comes from one fused call over [P_K; K] whose
+    values are indicator columns, (1, 0) on prefix keys and (0, 1) on token keys: its output's
+    first two columns are rho = Z_P / (Z_P + Z_T) and tau = Z_T / (Z_P + Z_T), without
+    materialising T x T scores.
+    """
+    B, h, T, d = q.shape
+    L = p_k.size(-2)
+    out_tokens = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout_p)  # the frozen call
+    probs = torch.softmax((q @ p_k.transpose(-1, -2)) * d ** -0.5, dim=-1)  # (B, h, T, L): only T x L scores
+    out_prefix = F.dropout(probs, dropout_p, training=dropout_p > 0) @ p_v  # Attn(q, P_K, P_V): (B, h, T, d)
+    which = q.new_zeros(L + T, d, dtype=torch.float32)  # as wide as the keys: the fused kernels want that
+    which[:L, 0], which[L:, 1] = 1, 1
+    keys = torch.cat([p_k.expand(B, h, L, d), k], dim=2)  # (B, h, L + T, d)
+    with torch.autocast(q.device.type, enabled=False):  # fp32 shares: precise, and fast on CPU (bf16 backward is not)
+        shares = F.scaled_dot_product_attention(q.float(), keys.float(), which.expand(B, h, L + T, d),
+                                                attn_mask=with_prefix_slots(keep, L))
+    rho, tau = shares[..., :1], shares[..., 1:2]  # (B, h, T, 1) each
+    # Exactly 0 at g = 0 (tau > 0; the clamp keeps 0 / 0 out), so the output is then out_tokens.
+    lam = g * rho / (g * rho + tau).clamp(min=torch.finfo(rho.dtype).tiny)
+    return (out_tokens + lam * (out_prefix - out_tokens)).to(out_tokens.dtype)
+
+
+def with_prefix_slots(keep: torch.Tensor, length: int) -> torch.Tensor:
+    """(B, 1, 1, T) token mask -> (B, 1, 1, L + T): the L prefix slots are always attended."""
+    return torch.cat([keep.new_ones(*keep.shape[:-1], length), keep], dim=-1)

@@ -13,13 +13,14 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import tiny_glue
 import torch
 from conftest import TINY, write_tiny_bert
 from safetensors.torch import load_file
 
-from minipelt import runstate
+from minipelt import runstate, trainer
 from minipelt.distributed import Context
 from minipelt.trainer import train
 
@@ -116,9 +117,22 @@ def test_a_batch_too_small_to_give_every_rank_a_row_is_refused():
         Context(0, 4).check_batches(40, 2)
 
 
-@pytest.mark.parametrize("precision", ["bf16", "fp16"])
 @pytest.mark.filterwarnings("ignore:torch.cuda.amp.GradScaler is enabled, but CUDA is not available")
-def test_low_precision_on_cpu_is_a_clear_error(tiny, tmp_path, precision):
-    run = tiny_glue.config(tiny.model, tiny.glue, tmp_path / "out", precision=precision, epochs=1)
-    with pytest.raises(ValueError, match=f"--precision {precision} needs a CUDA device"):
+def test_fp16_on_cpu_is_a_clear_error(tiny, tmp_path):
+    run = tiny_glue.config(tiny.model, tiny.glue, tmp_path / "out", precision="fp16", epochs=1)
+    with pytest.raises(ValueError, match="--precision fp16 needs a CUDA device"):
         train(run)
+
+
+def test_bf16_on_a_cpu_without_bf16_is_a_clear_error(tiny, tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    run = tiny_glue.config(tiny.model, tiny.glue, tmp_path / "out", precision="bf16", epochs=1)
+    with pytest.raises(ValueError, match="no native bf16 arithmetic"):
+        train(run)
+
+
+@pytest.mark.skipif(not trainer.cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_bf16_trains_and_evaluates_on_cpu(tiny, tmp_path):
+    results = train(tiny_glue.config(tiny.model, tiny.glue, tmp_path / "out", precision="bf16", epochs=2,
+                                     method="unipelt"))
+    assert np.isfinite(results["test"]["spearman"]) and results["options"]["precision"] == "bf16"

@@ -382,3 +382,12 @@ def test_empty_split_fails_clearly_and_the_run_resumes_once_fixed(workspace, lor
     test_file.write_text(rows)
     train_cli.main(args)  # ...and only the test evaluation is redone
     assert results(tmp_path / "out" / "seed1")["test"]["accuracy"] >= 0
+
+
+@pytest.mark.parametrize("eval_every", [4, 100])  # 15 steps: 4 does not divide them, 100 exceeds them
+def test_the_last_step_is_evaluated_whatever_eval_every(workspace, tmp_path, eval_every):
+    results = train(tiny_glue.config(workspace.model, workspace.glue, tmp_path / "out", eval_every=eval_every,
+                                     patience=100, lr=1e-2))
+    evaluated = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["steps"] == 15 and evaluated["best_step"] in {*range(eval_every, 15, eval_every), 15}
+    assert (tmp_path / "out" / "best.safetensors").exists()
