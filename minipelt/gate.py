@@ -5,7 +5,9 @@
 Each gate is a Linear(H -> 1) followed by a sigmoid, averaged over the real tokens of an
 example (padding excluded, unlike the official code, so that padding an example does not
 change its gates). Init as in the official code: W_g ~ N(0, 0.02), b_g = 0, so every gate
-starts near sigmoid(0) = 0.5.
+starts near sigmoid(0) = 0.5. `official_gate_mean()` averages over every position instead,
+padding included, as the official code does; it exists only to compare with that code
+(tests/test_reference.py).
 
 Every PELT contribution enters the model as `frozen_value + G * delta`. With G = 0 that sum
 is the frozen value bit for bit, which is the invariant the tests check. `forced_gates()`
@@ -27,6 +29,7 @@ class Gate(nn.Module):
         nn.init.normal_(self.linear.weight, std=0.02)
         nn.init.zeros_(self.linear.bias)
         self.forced: float | None = None  # set by forced_gates(); None in normal use
+        self.mean_over_padding = False  # set by official_gate_mean(); False in normal use
         self.last: torch.Tensor | None = None  # (B,) values of the last forward, detached
 
     def forward(self, h: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
@@ -35,7 +38,10 @@ class Gate(nn.Module):
             g = torch.full(h.shape[:1], self.forced, dtype=h.dtype, device=h.device)
         else:
             per_token = torch.sigmoid(self.linear(h)).squeeze(-1)  # (B, T)
-            mask = torch.ones_like(per_token) if token_mask is None else token_mask.to(per_token.dtype)
+            if token_mask is None or self.mean_over_padding:
+                mask = torch.ones_like(per_token)
+            else:
+                mask = token_mask.to(per_token.dtype)
             g = (per_token * mask).sum(1) / mask.sum(1).clamp(min=1)  # (B,) masked mean
         self.last = g.detach()
         return g[:, None, None]  # broadcasts over tokens and features
@@ -52,3 +58,17 @@ def forced_gates(model: nn.Module, value: float):
     finally:
         for gate in gates:
             gate.forced = None
+
+
+@contextmanager
+def official_gate_mean(model: nn.Module):
+    """Average every gate of `model` over all positions, padding included, inside the `with`
+    block: the official code's mean, under which padding an example changes its gates."""
+    gates = [m for m in model.modules() if isinstance(m, Gate)]
+    for gate in gates:
+        gate.mean_over_padding = True
+    try:
+        yield
+    finally:
+        for gate in gates:
+            gate.mean_over_padding = False

@@ -1,0 +1,110 @@
+"""minipelt against the reference libraries (transformers, peft, adapters), from committed fixtures.
+
+tests/fixtures/reference/ holds a tiny random BERT, two batches (one padded), and for each
+method every PELT parameter, random, under the reference library's names, with the
+reference's outputs (see tests/fixtures/README.md, written by make_reference.py). Each test
+loads the base through minipelt's own loader, copies the PELT parameters in through the
+fixture's name map and compares last hidden states and logits in float32, eval mode.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from minipelt.bert import BertModel
+from minipelt.classifier import SequenceClassifier
+from minipelt.gate import official_gate_mean
+from minipelt.methods import PeltConfig, is_pelt_parameter
+
+FIXTURES = Path(__file__).parent / "fixtures" / "reference"
+TOL = 1e-5
+
+# Each fixture and the minipelt configuration that must compute the same function. The
+# official UniPELT code (and adapters) multiplies the prefix keys and values by the gate.
+METHODS = {
+    "frozen": PeltConfig(),
+    "lora": PeltConfig.from_method("lora"),
+    "adapter": PeltConfig.from_method("adapter"),
+    "prefix": PeltConfig.from_method("prefix"),
+    "unipelt_ap": PeltConfig.from_method("unipelt-ap", prefix_gate="kv"),
+    "unipelt_apl": PeltConfig.from_method("unipelt", prefix_gate="kv"),
+}
+GATED = [name for name, pelt in METHODS.items() if pelt.gated]
+
+
+def load(name: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    path = FIXTURES / f"{name}.safetensors"
+    with safe_open(path, "pt") as f:
+        return load_file(path), f.metadata()
+
+
+COMMON, _ = load("common")
+
+
+def build(name: str) -> SequenceClassifier:
+    """minipelt's model with the reference's base, head and PELT parameters."""
+    tensors, meta = load(name)
+    bert = BertModel.from_pretrained(FIXTURES / "tiny_bert", METHODS[name])
+    pelt = {ours: tensors[theirs] for theirs, ours in json.loads(meta["name_map"]).items()}
+    # Every PELT parameter comes from the reference: none is left at its own init.
+    assert set(pelt) == {n for n, _ in bert.named_parameters() if is_pelt_parameter(n)}
+    bert.load_state_dict(pelt, strict=False)
+    model = SequenceClassifier(bert, num_labels=COMMON["classifier.bias"].numel())
+    model.classifier.load_state_dict({"weight": COMMON["classifier.weight"], "bias": COMMON["classifier.bias"]})
+    return model.eval()
+
+
+@torch.no_grad()
+def run(model: SequenceClassifier, batch: str) -> dict[str, torch.Tensor]:
+    inputs = [COMMON[f"{batch}.{k}"] for k in ("input_ids", "attention_mask", "token_type_ids")]
+    return {f"{batch}.last_hidden_state": model.bert(*inputs).last_hidden_state,
+            f"{batch}.logits": model(*inputs)}
+
+
+def max_diffs(ours: dict, reference: dict) -> dict[str, float]:
+    return {k: (v - reference[k]).abs().max().item() for k, v in ours.items()}
+
+
+def test_fixtures_are_not_trivial():
+    """Every method moves the reference outputs well away from the frozen BERT's, and the
+    padded batch has rows with and without padding."""
+    frozen, _ = load("frozen")
+    for name in METHODS:
+        if name != "frozen":
+            reference, _ = load(name)
+            assert min(max_diffs({k: reference[k] for k in frozen}, frozen).values()) > 0.1, name
+    pads = (COMMON["padded.attention_mask"] == 0).sum(1)
+    assert pads.min() == 0 and pads.max() > 0
+
+
+@pytest.mark.parametrize("batch", ["unpadded", "padded"])
+@pytest.mark.parametrize("name", METHODS)
+def test_matches_the_reference(name, batch):
+    """Padded UniPELT is compared with the official gate mean, which counts padding
+    (minipelt's own mean does not: see the next test)."""
+    model = build(name)
+    reference, _ = load(name)
+    if batch == "padded" and name in GATED:
+        with official_gate_mean(model):
+            ours = run(model, batch)
+    else:
+        ours = run(model, batch)
+    diffs = max_diffs(ours, reference)
+    assert max(diffs.values()) <= TOL, diffs
+
+
+@pytest.mark.parametrize("name", GATED)
+def test_padded_unipelt_differs_from_the_reference_only_through_the_gate_mean(name):
+    """With minipelt's default mean over real tokens, the row without padding still matches the
+    reference and the padded rows do not; the test above shows that switching only the gate
+    mean closes the gap to TOL."""
+    ours = run(build(name), "padded")
+    reference, _ = load(name)
+    padded_rows = (COMMON["padded.attention_mask"] == 0).any(1)
+    for key, value in ours.items():
+        diff = (value - reference[key]).abs().flatten(1).amax(1)  # per row
+        assert (diff[~padded_rows] <= TOL).all(), (key, diff)
+        assert (diff[padded_rows] > 1e-3).all(), (key, diff)
