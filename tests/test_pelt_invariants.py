@@ -2,10 +2,14 @@
 
 The central one (docs/unipelt.md, "Exactness argument"): every PELT contribution enters as
 `frozen_value + G * delta`, so with every gate forced to 0 a gated model IS the frozen BERT,
-bit for bit, however far its PELT weights have trained. The other tests pin down what the
-gates look like in normal use, that padding changes nothing, that an optimiser step moves
-exactly the trainable parameters, and which parameters those are for each method.
+bit for bit, however far its PELT weights have trained. The others pin down the prefix
+attention at any gate value, what the adapter reads, what the gates look like in normal
+use, that padding changes nothing, that an optimiser step moves exactly the trainable
+parameters, and which parameters those are for each method. Hypothesis draws the batches
+and, per example, the 'trained' PELT weights (a seed for `perturb`).
 """
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,7 +21,7 @@ from minipelt.bert import BertModel
 from minipelt.classifier import SequenceClassifier
 from minipelt.gate import forced_gates
 from minipelt.methods import PeltConfig, is_trainable, mark_trainable, trainable_state_dict
-from minipelt.prefix import attend_with_prefix
+from minipelt.prefix import prefix_attention
 
 METHODS = ("finetune", "bitfit", "adapter", "prefix", "lora", "unipelt-ap", "unipelt",
            "adapter+lora", "adapter+prefix", "prefix+lora")
@@ -64,6 +68,9 @@ def perturb(bert: BertModel, pelt: PeltConfig, std: float = 0.3, seed: int = 0) 
             p.add_(std * torch.randn(p.shape, generator=g))
 
 
+seeds = st.integers(0, 2**32 - 1)  # for perturb: the PELT weights of one example
+
+
 @st.composite
 def batches(draw, max_batch: int = 4, max_len: int = 12):
     """(input_ids, attention_mask, token_type_ids): any padding pattern whose first token is real.
@@ -91,12 +98,10 @@ class Zoo:
             self._cache[key] = build()
         return self._cache[key]
 
-    def trained(self, pelt: PeltConfig) -> BertModel:
-        def build():
-            bert = BertModel.from_pretrained(self.directory, pelt)  # eval mode
-            perturb(bert, pelt)
-            return bert
-        return self.cached(("trained", pelt), build)
+    def trained(self, pelt: PeltConfig, seed: int = 0) -> BertModel:
+        bert = BertModel.from_pretrained(self.directory, pelt)  # eval mode; a few ms at this size
+        perturb(bert, pelt, seed=seed)
+        return bert
 
 
 @pytest.fixture(scope="module")
@@ -116,9 +121,9 @@ def run(bert, batch):
 
 @pytest.mark.parametrize("pelt", GATED, ids=lambda c: c.name)
 @settings(max_examples=40, deadline=None)
-@given(batch=batches())
-def test_gates_at_zero_give_the_frozen_model_bit_for_bit(zoo, pelt, batch):
-    bert = zoo.trained(pelt)
+@given(batch=batches(), seed=seeds)
+def test_gates_at_zero_give_the_frozen_model_bit_for_bit(zoo, pelt, batch, seed):
+    bert = zoo.trained(pelt, seed)
     frozen_hidden, frozen_pooled = run(zoo.frozen, batch)
     with forced_gates(bert, 0.0):
         hidden, pooled = run(bert, batch)
@@ -131,10 +136,10 @@ def test_gates_at_zero_give_the_frozen_model_bit_for_bit(zoo, pelt, batch):
 
 @pytest.mark.parametrize("pelt", UNGATED, ids=lambda c: c.name)
 @settings(max_examples=10, deadline=None)
-@given(batch=batches())
-def test_ungated_methods_change_the_model_once_trained(zoo, pelt, batch):
+@given(batch=batches(), seed=seeds)
+def test_ungated_methods_change_the_model_once_trained(zoo, pelt, batch, seed):
     """No gates to force, so forced_gates is a no-op; the trained weights must show (hooks live)."""
-    bert = zoo.trained(pelt)
+    bert = zoo.trained(pelt, seed)
     frozen_hidden, frozen_pooled = run(zoo.frozen, batch)
     with forced_gates(bert, 0.0):
         hidden, pooled = run(bert, batch)
@@ -184,7 +189,9 @@ def test_official_kv_prefix_gate_at_zero_is_not_the_frozen_model(zoo):
 @settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_prefix_mixing_equals_softmax_over_prefix_and_tokens(data):
-    """The unified view attend_with_prefix computes equals attention over [P_K; K], [P_V; V]."""
+    """Both computations of prefix_attention (the exact mixture when gated in the "attention"
+    form, one fused call otherwise) equal attention over [P_K; K], [P_V; V], with log G added
+    to the prefix scores (the mixture at G = 1 is plain prefix-tuning)."""
     B, T, L = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 6)), data.draw(st.integers(1, 4))
     h, d = 2, 4
     g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
@@ -192,13 +199,97 @@ def test_prefix_mixing_equals_softmax_over_prefix_and_tokens(data):
     prefix_kv = torch.randn(2, h, L, d, generator=g)
     lengths = torch.tensor(data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))
     keep = (torch.arange(T)[None] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, T)
-    tokens = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
-    got = attend_with_prefix(tokens, q, k, keep, prefix_kv, gate=None)
+    gate = torch.rand(B, 1, 1, generator=g)
     keys = torch.cat([prefix_kv[0].expand(B, h, L, d), k], dim=2)
     values = torch.cat([prefix_kv[1].expand(B, h, L, d), v], dim=2)
-    keep_all = torch.cat([torch.ones(B, 1, 1, L, dtype=torch.bool), keep], dim=-1)
-    want = F.scaled_dot_product_attention(q, keys, values, attn_mask=keep_all)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    for got, log_g in ((prefix_attention(q, k, v, keep, prefix_kv, gate=None), 0.0),
+                       (prefix_attention(q, k, v, keep, prefix_kv, torch.ones(B, 1, 1)), 0.0),
+                       (prefix_attention(q, k, v, keep, prefix_kv, gate), gate.log()[..., None])):
+        bias = torch.zeros(B, 1, 1, L + T) + torch.cat([torch.zeros(B, 1, 1, L) + log_g,
+                                                        torch.zeros(B, 1, 1, T).masked_fill(~keep, -math.inf)], -1)
+        want = F.scaled_dot_product_attention(q, keys, values, attn_mask=bias)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+# --- what the prefix and the adapter compute, from the layer's own modules -------------------
+
+def forward_capturing(bert: BertModel, batch, modules: dict, gate: float | None = None) -> dict:
+    """Run `bert` (every gate forced to `gate` unless None) and return, for each key of
+    `modules`, that module's (first input, output) in the run."""
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, args, out, key=key: seen.__setitem__(key, (args[0], out)))
+             for key, m in modules.items()]
+    try:
+        if gate is None:
+            run(bert, batch)
+        else:
+            with forced_gates(bert, gate):
+                run(bert, batch)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    B, T, H = x.shape
+    return x.view(B, T, n_heads, H // n_heads).transpose(1, 2)  # (B, h, T, d)
+
+
+PREFIXED = [PeltConfig.from_method("prefix"), PeltConfig.from_method("prefix", gated=True),
+            PeltConfig.from_method("unipelt")]
+
+
+@pytest.mark.parametrize("pelt", PREFIXED, ids=lambda c: c.name)
+@settings(max_examples=30, deadline=None)
+@given(batch=batches(), seed=seeds, gate=st.floats(0, 1, exclude_min=True, exclude_max=True))
+def test_prefix_attention_is_a_softmax_over_prefix_and_tokens_with_log_gate(zoo, pelt, batch, seed, gate):
+    """With every gate at G, each layer's attention is the softmax over [prefix; tokens] with
+    log G added to the prefix scores: G scales the prefix's attention mass (the "attention"
+    gate form; ungated, G = 1). Written out from the layer's q, k, v modules and bert.prefix()."""
+    bert = zoo.trained(pelt, seed)
+    mask = batch[1]
+    heads = bert.config.num_attention_heads
+    layers = bert.encoder.layer
+    # Each layer's input h_in, and its attention output: the input of attention.output.dense.
+    seen = forward_capturing(bert, batch, {**{(i, "h_in"): layer for i, layer in enumerate(layers)},
+                                           **{i: layer.attention.output.dense for i, layer in enumerate(layers)}},
+                             gate)
+    log_gate = math.log(gate) if pelt.gated else 0.0
+    with torch.no_grad(), forced_gates(bert, gate):  # LoRA's gates too, in sa.query and sa.value
+        prefix_kv = bert.prefix()  # (N, 2, h, L, d)
+        for i, layer in enumerate(layers):
+            sa, h_in = layer.attention.self, seen[i, "h_in"][0]
+            q, k, v = (split_heads(m(h_in), heads) for m in (sa.query, sa.key, sa.value))  # (B, h, T, d)
+            p_k, p_v = prefix_kv[i]  # (h, L, d)
+            scale = q.size(-1) ** -0.5
+            s_prefix = (q @ p_k.transpose(-1, -2)) * scale + log_gate  # (B, h, T, L)
+            s_tokens = ((q @ k.transpose(-1, -2)) * scale).masked_fill(mask[:, None, None, :] == 0, -math.inf)
+            probs = torch.softmax(torch.cat([s_prefix, s_tokens], dim=-1), dim=-1)  # (B, h, T, L + T)
+            want = probs @ torch.cat([p_v.expand(q.size(0), -1, -1, -1), v], dim=2)  # (B, h, T, d)
+            torch.testing.assert_close(split_heads(seen[i][0], heads), want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pelt", [PeltConfig.from_method("adapter"), PeltConfig.from_method("unipelt")],
+                         ids=lambda c: c.name)
+@settings(max_examples=20, deadline=None)
+@given(batch=batches(), seed=seeds)
+def test_adapter_reads_ln2_of_ffn_plus_attention_output(zoo, pelt, batch, seed):
+    """x_A = LN2(h_F + a), the frozen layer's output (the paper's h_FN), not h_F alone; and the
+    adapter's output h_A (gated) enters as LN2(h_A + h_F + a), through the same LN2."""
+    bert = zoo.trained(pelt, seed)
+    modules = {}
+    for i, layer in enumerate(bert.encoder.layer):
+        modules |= {(i, "a"): layer.attention.output.LayerNorm, (i, "h_f"): layer.output.dense,
+                    (i, "adapter"): layer.adapter, (i, "layer"): layer}
+    seen = forward_capturing(bert, batch, modules)
+    with torch.no_grad():
+        for i, layer in enumerate(bert.encoder.layer):
+            (_, a), (_, h_f) = seen[i, "a"], seen[i, "h_f"]  # eval mode: no dropout on h_F
+            x_a, h_a = seen[i, "adapter"]
+            ln2 = layer.output.LayerNorm
+            torch.testing.assert_close(x_a, ln2(h_f + a), atol=1e-6, rtol=0)
+            torch.testing.assert_close(seen[i, "layer"][1], ln2(h_a + h_f + a), atol=1e-6, rtol=0)
 
 
 # --- padding, gate values --------------------------------------------------------------------
@@ -206,12 +297,11 @@ def test_prefix_mixing_equals_softmax_over_prefix_and_tokens(data):
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 @settings(max_examples=30, deadline=None)
 @given(lengths=st.lists(st.integers(1, 8), min_size=1, max_size=4), extra=st.integers(1, 4),
-       seed=st.integers(0, 2**31 - 1))
+       seed=seeds)
 def test_padding_changes_neither_logits_nor_gates(zoo, pooling, lengths, extra, seed):
     """Every method on (unipelt): each example of a right-padded batch (with `extra` more pad
     columns than needed) gives the logits and gate values it gives alone."""
-    model = zoo.cached(("classifier", pooling), lambda: SequenceClassifier(
-        zoo.trained(PeltConfig.from_method("unipelt")), NUM_LABELS, pooling).eval())
+    model = SequenceClassifier(zoo.trained(PeltConfig.from_method("unipelt"), seed), NUM_LABELS, pooling).eval()
     g = torch.Generator().manual_seed(seed)
     T = max(lengths) + extra
     ids = torch.randint(1, TINY.vocab_size, (len(lengths), T), generator=g)  # pads: random ids
@@ -231,9 +321,9 @@ def test_padding_changes_neither_logits_nor_gates(zoo, pooling, lengths, extra, 
 
 
 @settings(max_examples=40, deadline=None)
-@given(batch=batches())
-def test_gates_lie_strictly_between_0_and_1(zoo, batch):
-    bert = zoo.trained(PeltConfig.from_method("unipelt"))  # gate weights perturbed by N(0, 0.3)
+@given(batch=batches(), seed=seeds)
+def test_gates_lie_strictly_between_0_and_1(zoo, batch, seed):
+    bert = zoo.trained(PeltConfig.from_method("unipelt"), seed)  # gate weights perturbed by N(0, 0.3)
     run(bert, batch)
     values = torch.cat([v for kinds in bert.gate_values().values() for v in kinds.values()])
     assert values.numel() == 4 * TINY.num_hidden_layers * batch[0].shape[0]
@@ -295,18 +385,13 @@ def test_each_gate_reads_the_input_the_paper_says(zoo):
 
 
 @settings(max_examples=10, deadline=None)
-@given(batch=batches())
-def test_lora_gate_replaces_the_alpha_over_r_scaling(zoo, batch):
+@given(batch=batches(), seed=seeds)
+def test_lora_gate_replaces_the_alpha_over_r_scaling(zoo, batch, seed):
     """Gated: y = W x + b + G_L B A x (no alpha/r). So a gated LoRA whose gates are pinned to
     alpha/r = 2 is the ungated LoRA with the same A, B."""
-    gated = zoo.trained(PeltConfig.from_method("lora", gated=True))
-
-    def build():
-        ungated = BertModel.from_pretrained(zoo.directory, PeltConfig.from_method("lora"))
-        ungated.load_state_dict({n: t for n, t in gated.state_dict().items() if ".gate." not in n})
-        return ungated
-
-    ungated = zoo.cached("ungated copy of lora(gated)", build)
+    gated = zoo.trained(PeltConfig.from_method("lora", gated=True), seed)
+    ungated = BertModel.from_pretrained(zoo.directory, PeltConfig.from_method("lora"))
+    ungated.load_state_dict({n: t for n, t in gated.state_dict().items() if ".gate." not in n})
     with forced_gates(gated, ungated.pelt.lora_alpha / ungated.pelt.lora_r):
         hidden, pooled = run(gated, batch)
     want_hidden, want_pooled = run(ungated, batch)
