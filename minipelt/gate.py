@@ -48,27 +48,25 @@ class Gate(nn.Module):
 
 
 @contextmanager
-def forced_gates(model: nn.Module, value: float):
-    """Pin every gate of `model` to `value` inside the `with` block, e.g. 0.0 for the frozen model."""
+def gates_set(model: nn.Module, **attributes):
+    """Set attributes of every Gate of `model` inside the `with` block, then reset them."""
     gates = [m for m in model.modules() if isinstance(m, Gate)]
+    saved = [{name: getattr(gate, name) for name in attributes} for gate in gates]
     for gate in gates:
-        gate.forced = value
+        gate.__dict__.update(attributes)
     try:
         yield
     finally:
-        for gate in gates:
-            gate.forced = None
+        for gate, values in zip(gates, saved):
+            gate.__dict__.update(values)
 
 
-@contextmanager
+def forced_gates(model: nn.Module, value: float):
+    """Pin every gate of `model` to `value` inside the `with` block, e.g. 0.0 for the frozen model."""
+    return gates_set(model, forced=value)
+
+
 def official_gate_mean(model: nn.Module):
     """Average every gate of `model` over all positions, padding included, inside the `with`
     block: the official code's mean, under which padding an example changes its gates."""
-    gates = [m for m in model.modules() if isinstance(m, Gate)]
-    for gate in gates:
-        gate.mean_over_padding = True
-    try:
-        yield
-    finally:
-        for gate in gates:
-            gate.mean_over_padding = False
+    return gates_set(model, mean_over_padding=True)
