@@ -52,13 +52,15 @@ def gates_set(model: nn.Module, **attributes):
     """Set attributes of every Gate of `model` inside the `with` block, then reset them."""
     gates = [m for m in model.modules() if isinstance(m, Gate)]
     saved = [{name: getattr(gate, name) for name in attributes} for gate in gates]
-    for gate in gates:
-        gate.__dict__.update(attributes)
     try:
+        for gate in gates:
+            for name, value in attributes.items():
+                setattr(gate, name, value)
         yield
     finally:
         for gate, values in zip(gates, saved):
-            gate.__dict__.update(values)
+            for name, value in values.items():
+                setattr(gate, name, value)
 
 
 def forced_gates(model: nn.Module, value: float):
