@@ -17,12 +17,17 @@ import json
 import sys
 from pathlib import Path
 
-from minipelt import data, runstate
+from minipelt import runstate
 from minipelt.checkpoint import model_from_checkpoint, read_metadata
+from minipelt.config import TrainConfig
+from minipelt.device import resolve_device
+from minipelt.evaluation import predict, sequence_length
+from minipelt.fewshot import encode_split
+from minipelt.glue import Split, Task, get_task, load_split, read_tsv_split
 from minipelt.methods import PeltConfig
 from minipelt.metrics import compute_metrics
+from minipelt.options import parser
 from minipelt.tokenizer import Tokenizer
-from minipelt.trainer import TrainConfig, predict, resolve_device, sequence_length
 from minipelt.weights import resolve_model
 
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
@@ -37,8 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--predict", help="write predictions to this tsv; with several test sets, one file per set")
     p.add_argument("--data-dir", help="a GLUE directory in the tsv layout (default: $MINIPELT_GLUE_DIR, else the hub)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-    p.add_argument("--batch-size", type=int, help=f"default: the run's, else {TRAIN_DEFAULTS['eval_batch_size']}")
-    p.add_argument("--max-seq-length", type=int, help=f"default: the run's, else {TRAIN_DEFAULTS['max_seq_length']}")
+    p.add_argument("--batch-size", type=parser(TrainConfig, "eval_batch_size"),
+                   help=f"default: the run's, else {TRAIN_DEFAULTS['eval_batch_size']}")
+    p.add_argument("--max-seq-length", type=parser(TrainConfig, "max_seq_length"),
+                   help=f"default: the run's, else {TRAIN_DEFAULTS['max_seq_length']}")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the run's, else fp32")
     return p.parse_args(argv)
 
@@ -53,26 +60,26 @@ def locate(checkpoint: str) -> tuple[Path, dict]:
     return path / runstate.BEST_FILE, results
 
 
-def check_method(path: Path, results: dict) -> None:
+def check_method(path: Path, meta: dict, results: dict) -> None:
     """A checkpoint copied over another run's would otherwise be evaluated under the wrong name."""
     if not results:
         return
     recorded = PeltConfig.from_method(results["method"], **results["options"]["method_options"])
-    saved = PeltConfig.from_json(read_metadata(path)["pelt"])
+    saved = PeltConfig.from_json(meta["pelt"])
     if saved != recorded:
         raise ValueError(f"{path} holds a {saved.name} checkpoint, but results.json beside it records method "
                          f"{recorded.name}: the two files come from different runs; pass the checkpoint file "
                          f"itself with --model and --task")
 
 
-def splits_to_evaluate(args, task: data.Task) -> dict[str, data.Split]:
+def splits_to_evaluate(args, task: Task, data_dir: str | None) -> dict[str, Split]:
     """{name: split} to evaluate: the --file, or every test set of the task that can be found."""
     if args.file:
-        return {args.file: data.read_tsv_split(args.file, task.name)}
-    splits, found = data.load_task(task.name, args.data_dir), {}
+        return {args.file: read_tsv_split(args.file, task.name)}
+    found = {}
     for name in task.test_files:
         try:
-            found[name] = splits[name]
+            found[name] = load_split(task.name, name, data_dir)
         except FileNotFoundError as e:
             print(f"skipping test set {name}: {e}", file=sys.stderr)
     if not found:
@@ -80,7 +87,7 @@ def splits_to_evaluate(args, task: data.Task) -> dict[str, data.Split]:
     return found
 
 
-def write_predictions(path: Path, predictions, task: data.Task) -> None:
+def write_predictions(path: Path, predictions, task: Task) -> None:
     if task.is_regression:
         values = [f"{float(p):.6f}" for p in predictions]
     else:
@@ -90,30 +97,30 @@ def write_predictions(path: Path, predictions, task: data.Task) -> None:
 
 def evaluate(args) -> dict:
     path, results = locate(args.checkpoint)
-    read_metadata(path)  # a missing or foreign checkpoint fails here, before the base weights load
+    meta = read_metadata(path)  # a missing or foreign checkpoint fails here, before the base weights load
     options = {**TRAIN_DEFAULTS, **results.get("options", {})}
     model_name, task_name = args.model or results.get("model"), args.task or results.get("task")
     if model_name is None or task_name is None:
         raise ValueError(f"pass --model and --task: {args.checkpoint} is not a run directory with a results.json "
                          f"that names them")
-    task = data.get_task(task_name)
-    check_method(path, results)
+    task = get_task(task_name)
+    check_method(path, meta, results)
     device = resolve_device(args.device)
-    model = model_from_checkpoint(path, model_name).to(device)
+    model = model_from_checkpoint(path, model_name, meta).to(device)
     if model.num_labels != task.num_labels:
         raise ValueError(f"{path} has a head with {model.num_labels} outputs, but {task.name} has "
                          f"{task.num_labels}: pass the --task it was trained on")
     tokenizer = Tokenizer.from_pretrained(resolve_model(model_name))
     max_length = sequence_length(args.max_seq_length or options["max_seq_length"], model)
     report = {"checkpoint": str(path), "model": str(model_name), "task": task.name}
-    for i, (name, split) in enumerate(splits_to_evaluate(args, task).items()):
+    for i, (name, split) in enumerate(splits_to_evaluate(args, task, args.data_dir).items()):
         if len(split) == 0:
             raise ValueError(f"the {task.name} set {name!r} has no examples (a header only?): add rows or pass "
                              f"another --file")
         if split.labels is None and not args.predict:
             raise ValueError(f"{name} has no {task.label_column!r} column, so there is nothing to score against: "
                              f"add the labels, or pass --predict OUT.tsv to write predictions only")
-        encoded = data.encode_split(split, tokenizer, max_length)
+        encoded = encode_split(split, tokenizer, max_length)
         predictions, _ = predict(model, encoded, args.batch_size or options["eval_batch_size"], device,
                                  args.precision or options["precision"])
         report[name] = None if split.labels is None else compute_metrics(task.name, predictions, split.labels)

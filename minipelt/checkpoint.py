@@ -66,9 +66,10 @@ def read_metadata(path) -> dict[str, str]:
     return metadata
 
 
-def load_trainable(model: SequenceClassifier, path) -> dict[str, str]:
-    """Copy a checkpoint's tensors into `model`, after checking it was made for this model."""
-    meta = read_metadata(path)
+def load_trainable(model: SequenceClassifier, path, meta: dict[str, str] | None = None) -> dict[str, str]:
+    """Copy a checkpoint's tensors into `model`, after checking it was made for this model.
+    `meta`: the checkpoint's metadata, if already read."""
+    meta = meta or read_metadata(path)
     bert = model.bert
     saved = PeltConfig.from_json(meta["pelt"])
     if saved != bert.pelt:
@@ -96,10 +97,10 @@ def load_trainable(model: SequenceClassifier, path) -> dict[str, str]:
     return meta
 
 
-def model_from_checkpoint(path, base_model) -> SequenceClassifier:
+def model_from_checkpoint(path, base_model, meta: dict[str, str] | None = None) -> SequenceClassifier:
     """Base weights (a fetched name or directory) + a checkpoint -> the trained model, eval mode."""
-    meta = read_metadata(path)
+    meta = meta or read_metadata(path)
     bert = BertModel.from_pretrained(base_model, PeltConfig.from_json(meta["pelt"]))
     model = SequenceClassifier(bert, int(meta["num_labels"]), meta["pooling"])
-    load_trainable(model, path)
+    load_trainable(model, path, meta)
     return model.eval()

@@ -1,14 +1,9 @@
-"""Data parallelism with torch.distributed, inert in a plain `python train.py` run.
+"""Data parallelism with torch.distributed, inert in a plain `python train.py` run (docs/scaling.md).
 
-Under `torchrun --nproc_per_node N train.py ...` every rank sees the same global batch and
-takes its own contiguous slice of it; DistributedDataParallel averages the gradients of the
-trainable parameters only (frozen ones never get a gradient, so nothing is sent for them).
-The trainer weights each slice's loss by its share of the rows, so that average is the
-gradient of the global batch's mean loss: N processes train exactly like one process with
-the same --batch-size (up to float rounding). Every rank then clips and steps the same
-averaged gradients, so the copies stay identical without sending any weights.
-Rank 0 evaluates and writes; its dev metrics are broadcast so that every rank takes the same
-early-stopping decision. Backend: NCCL on GPUs, gloo on CPU.
+Under `torchrun --nproc_per_node N train.py ...` every rank takes its contiguous slice of the
+same global batch; DistributedDataParallel averages the gradients of the trainable parameters
+(frozen ones get none, so nothing is sent for them). Rank 0 evaluates and writes, and broadcasts
+its dev metrics so that every rank takes the same early-stopping decision. NCCL on GPUs, gloo on CPU.
 """
 import os
 from dataclasses import dataclass

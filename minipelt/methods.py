@@ -1,6 +1,7 @@
-"""Which PELT methods a model carries, and the one predicate that decides what trains and is saved.
+"""The PELT methods: what each one turns on, its training defaults, and the one predicate that
+decides what trains and is saved.
 
-Methods (defaults from the paper and its official code):
+Methods (the paper's, with the defaults of the paper and its official code):
 
     finetune     every parameter trains (the baseline)
     bitfit       every bias of the encoder and pooler (Zaken et al., 2021)
@@ -10,15 +11,48 @@ Methods (defaults from the paper and its official code):
     unipelt-ap   gated adapter + gated prefix                            (UniPELT AP)
     unipelt      gated adapter + gated prefix + gated LoRA               (UniPELT APL)
 
-Any combination joins with '+', e.g. 'adapter+lora'; `gated` turns the UniPELT gates on or
-off for any of them. Under every method the task head (`classifier`) trains too.
+`METHODS` is the registry: a new method is one entry there. Any combination of parts joins
+with '+', e.g. 'adapter+lora'; `gated` turns the UniPELT gates on or off for any of them.
+Under every method the task head (`classifier`) trains too.
 """
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-PELT_PARTS = ("adapter", "prefix", "lora_A", "lora_B", "gate", "prefix_gate")  # names of PELT submodules
-SINGLE = ("finetune", "bitfit", "adapter", "prefix", "lora")
-NAMED = {"unipelt-ap": "adapter+prefix", "unipelt": "adapter+prefix+lora"}  # gated by default
+from minipelt.options import check, option
+
+PARTS = ("finetune", "bitfit", "adapter", "prefix", "lora")  # the switches of PeltConfig
+
+
+@dataclass(frozen=True)
+class Method:
+    parts: tuple[str, ...]  # the PARTS it turns on, in PARTS order
+    title: str  # as the paper's tables name it
+    lr: float  # training defaults: from the dev sweep in docs/training.md
+    prefix_lr: float | None = None  # the prefix MLP's own rate; None: lr
+    epochs: int = 30
+    gated: bool = False  # UniPELT's gates on by default
+
+
+METHODS = {  # in the order of the paper's tables
+    "finetune": Method(("finetune",), "Fine-tuning", lr=5e-5),
+    "bitfit": Method(("bitfit",), "BitFit", lr=5e-3),
+    "adapter": Method(("adapter",), "Adapter", lr=1e-3),
+    "prefix": Method(("prefix",), "Prefix", lr=1e-3, prefix_lr=1e-4),
+    "lora": Method(("lora",), "LoRA", lr=1e-3),
+    "unipelt-ap": Method(("adapter", "prefix"), "UniPELT (AP)", lr=1e-3, prefix_lr=1e-4, gated=True),
+    "unipelt": Method(("adapter", "prefix", "lora"), "UniPELT (APL)", lr=1e-3, prefix_lr=1e-4, gated=True),
+}
+
+
+def get_method(name: str) -> Method:
+    """A method of the registry, or a '+' combination of parts (ungated, with UniPELT's training defaults)."""
+    if name in METHODS:
+        return METHODS[name]
+    parts = tuple(p for p in PARTS if p in name.split("+"))
+    if not name or sorted(parts) != sorted(name.split("+")):
+        raise ValueError(f"unknown method {name!r}: use one of {', '.join(METHODS)}, or a '+' combination of "
+                         f"{', '.join(PARTS)} such as 'adapter+lora'")
+    return replace(METHODS["unipelt"], parts=parts, title=name, gated=False)
 
 
 @dataclass(frozen=True)
@@ -28,37 +62,34 @@ class PeltConfig:
     adapter: bool = False
     prefix: bool = False
     lora: bool = False
-    gated: bool = False  # UniPELT gates on every method above that has one
-    reduction_factor: int = 16  # adapter bottleneck = H / reduction_factor
-    prefix_length: int = 10  # L
-    prefix_hidden: int = 512  # width of the prefix reparametrisation MLP
-    prefix_gate: str = "attention"  # "attention" (exact at G_P = 0) or "kv" (official)
-    lora_r: int = 8
-    lora_alpha: float = 16.0  # ungated scaling alpha / r = 2
+    gated: bool = option(False, "UniPELT's gates on every part that has one (default: on for unipelt-ap, "
+                                "unipelt)")
+    reduction_factor: int = option(16, "adapter bottleneck = hidden size / reduction factor", minimum=1)
+    prefix_length: int = option(10, "prefix length L", minimum=1)
+    prefix_hidden: int = option(512, "width of the prefix reparametrisation MLP", minimum=1)
+    prefix_gate: str = option("attention", "gate form: 'attention' (exact at G_P = 0) or the official 'kv'",
+                              choices=("attention", "kv"))
+    lora_r: int = option(8, "LoRA rank r", minimum=1)
+    lora_alpha: float = option(16.0, "LoRA alpha; ungated scaling alpha / r", minimum=0)
 
     def __post_init__(self):
+        check(self)
         if self.finetune and (self.bitfit or self.adapter or self.prefix or self.lora):
             raise ValueError("finetune trains every parameter already: it combines with no other method")
-        if self.prefix_gate not in ("attention", "kv"):
-            raise ValueError(f"prefix_gate must be 'attention' or 'kv', not {self.prefix_gate!r}")
 
     @classmethod
     def from_method(cls, method: str, **options) -> "PeltConfig":
         """'unipelt', 'lora', 'adapter+lora', ... plus field overrides (e.g. gated=False, lora_r=4)."""
-        parts = NAMED.get(method, method).split("+")
-        unknown = [p for p in parts if p not in SINGLE]
-        if unknown or not method:
-            raise ValueError(f"unknown method {method!r}: use one of {', '.join(SINGLE + tuple(NAMED))} "
-                             f"or a '+' combination such as 'adapter+lora'")
+        m = get_method(method)
         options = {k: v for k, v in options.items() if v is not None}
-        options.setdefault("gated", method in NAMED)
-        return cls(**{p: True for p in parts}, **options)
+        options.setdefault("gated", m.gated)
+        return cls(**{p: True for p in m.parts}, **options)
 
     @property
     def name(self) -> str:
-        parts = "+".join(p for p in SINGLE if getattr(self, p)) or "frozen"
-        named = {v: k for k, v in NAMED.items()}.get(parts)
-        return named if named and self.gated else parts + ("(gated)" if self.gated else "")
+        parts = tuple(p for p in PARTS if getattr(self, p))
+        named = [name for name, m in METHODS.items() if (m.parts, m.gated) == (parts, self.gated)]
+        return named[0] if named else ("+".join(parts) or "frozen") + ("(gated)" if self.gated else "")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -68,23 +99,32 @@ class PeltConfig:
         return cls(**json.loads(text))
 
 
+# Submodule name -> the kind of its parameters. A parameter is of the kind of its innermost named
+# submodule (an adapter's gate is a gate); one under none of them is a bias or the frozen base.
+KINDS = {"adapter": "adapter", "prefix": "prefix", "lora_A": "lora", "lora_B": "lora",
+         "gate": "gates", "prefix_gate": "gates", "classifier": "head"}
+PELT_KINDS = ("adapter", "prefix", "lora", "gates")
+
+
+def parameter_kind(name: str) -> str:
+    """adapter, prefix, lora, gates, head, bias or base, e.g. 'bert.encoder.layer.0.adapter.up.weight' -> adapter."""
+    kinds = [KINDS[part] for part in name.split(".") if part in KINDS]
+    return kinds[-1] if kinds else "bias" if name.endswith(".bias") else "base"
+
+
 def is_pelt_parameter(name: str) -> bool:
     """A parameter of a PELT submodule (adapter, prefix, LoRA A/B, gate), not of the base BERT."""
-    return any(p in name.split(".") for p in PELT_PARTS)
+    return parameter_kind(name) in PELT_KINDS
 
 
 def is_trainable(name: str, pelt: PeltConfig) -> bool:
     """THE predicate: trains under `pelt` iff saved by `trainable_state_dict`.
 
-    `name` is a parameter name of a SequenceClassifier, e.g. 'bert.encoder.layer.0.adapter.up.weight'.
+    `name` is a parameter name of a SequenceClassifier; the task head is randomly initialised, so it
+    always trains.
     """
-    parts = name.split(".")
-    return (
-        pelt.finetune
-        or parts[0] == "classifier"  # the task head is randomly initialised: always trains
-        or is_pelt_parameter(name)
-        or (pelt.bitfit and parts[-1] == "bias")
-    )
+    kind = parameter_kind(name)
+    return pelt.finetune or kind in (*PELT_KINDS, "head") or (pelt.bitfit and kind == "bias")
 
 
 def mark_trainable(model, pelt: PeltConfig) -> None:
@@ -94,13 +134,3 @@ def mark_trainable(model, pelt: PeltConfig) -> None:
 
 def trainable_state_dict(model, pelt: PeltConfig) -> dict:
     return {n: p.detach() for n, p in model.named_parameters() if is_trainable(n, pelt)}
-
-
-def parameter_kind(name: str) -> str:
-    """Which line of the parameter report a parameter belongs to."""
-    parts = name.split(".")
-    for kind, names in (("gates", ("gate", "prefix_gate")), ("adapter", ("adapter",)), ("prefix", ("prefix",)),
-                        ("lora", ("lora_A", "lora_B")), ("head", ("classifier",))):
-        if any(n in parts for n in names):
-            return kind
-    return "bias" if parts[-1] == "bias" else "base"

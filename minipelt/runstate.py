@@ -17,9 +17,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
-from tqdm import tqdm
 
-from minipelt.checkpoint import atomic_write, save_trainable
+from minipelt.checkpoint import atomic_write
 
 RESULTS_FILE, BEST_FILE, STATE_FILE = "results.json", "best.safetensors", "state.safetensors"
 NOT_COMPARED = ("device", "output_dir")  # options that may change between a run and its resume
@@ -34,6 +33,14 @@ class RunState:
     best_step: int = 0
     bad_evaluations: int = 0  # evaluations since the last improvement
     stopped: bool = False  # early stopping triggered
+
+    def record(self, score: float, metrics: dict) -> bool:
+        """Count a dev evaluation; True if it is the best so far (then it is kept as the best)."""
+        if score > self.best_score:
+            self.best_score, self.best_metrics, self.best_step, self.bad_evaluations = score, metrics, self.step, 0
+            return True
+        self.bad_evaluations += 1
+        return False
 
 
 def comparable(options: dict) -> dict:
@@ -72,22 +79,6 @@ def prepare_output_dir(out: Path, run, overwrite: bool) -> dict | None:
         raise PermissionError(f"cannot write to the output directory {out} ({e}): choose a writable "
                               f"--output-dir") from e
     return None
-
-
-def record_evaluation(state: RunState, dev_metrics: dict, task, run, model, out: Path, dist) -> None:
-    """Keep the best checkpoint by the task's main dev metric; stop after `patience` bad evaluations."""
-    score = dev_metrics[task.main_metric]
-    if score > state.best_score:
-        state.best_score, state.best_metrics, state.best_step = score, dev_metrics, state.step
-        state.bad_evaluations = 0
-        if dist.is_main:
-            save_trainable(model, out / BEST_FILE)
-    else:
-        state.bad_evaluations += 1
-        state.stopped = state.bad_evaluations >= run.patience
-    if dist.is_main:
-        tqdm.write(f"step {state.step}: dev {task.main_metric} {score:.4f} (best {state.best_score:.4f} at step "
-              f"{state.best_step})" + (" -> early stop" if state.stopped else ""))
 
 
 def save(out: Path, run, state: RunState, model, optimizer, scheduler) -> None:

@@ -11,9 +11,9 @@ import torch
 
 from minipelt.bert import BertConfig, BertModel
 from minipelt.classifier import SequenceClassifier
-from minipelt.methods import PeltConfig, is_trainable, parameter_kind
+from minipelt.methods import PELT_KINDS, PeltConfig, is_trainable, parameter_kind
 
-KINDS = ("adapter", "prefix", "lora", "bias", "gates", "base", "head")
+KINDS = (*PELT_KINDS, "bias", "base", "head")  # the report's lines, in order
 
 
 def count_trainable(model: SequenceClassifier) -> Counter:

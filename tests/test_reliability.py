@@ -25,9 +25,11 @@ from conftest import TINY, write_tiny_bert
 from safetensors.torch import load_file, safe_open
 
 import train as train_cli
-from minipelt import data, trainer
+from minipelt import trainer
 from minipelt.checkpoint import load_trainable, model_from_checkpoint
-from minipelt.trainer import predict, train
+from minipelt.evaluation import predict
+from minipelt.fewshot import EncodedSplit
+from minipelt.trainer import train
 
 eval_cli = importlib.import_module("eval")  # a plain `import eval` would shadow the builtin
 
@@ -205,10 +207,6 @@ def k_too_large(workspace, tmp_path):
     return {"--k": "70"}, ["K=70 train + 20 dev examples = 90, but the training set has only 80", "use --k 60 or less"]
 
 
-def no_dev_examples(workspace, tmp_path):
-    return {"--dev-size": "0"}, ["dev_size=0 leaves no dev examples", "use --dev-size 1 or more"]
-
-
 def wrong_column_count(workspace, tmp_path):
     return ({"--data-dir": copy_glue_with_row(workspace, tmp_path, "0\tone sentence\tentailment")},
             ["train.tsv, line 2: 3 tab-separated columns, expected 4", "a tab inside a text, or a truncated row"])
@@ -232,7 +230,7 @@ def unwritable_output_dir(workspace, tmp_path):
 
 
 BAD_INPUTS = [missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
-              unknown_method, unknown_model, k_too_large, no_dev_examples, wrong_column_count, label_out_of_range,
+              unknown_method, unknown_model, k_too_large, wrong_column_count, label_out_of_range,
               empty_text, unwritable_output_dir]
 
 
@@ -370,7 +368,7 @@ def test_one_example_dev_set_works(workspace, tmp_path):
 def test_empty_split_fails_clearly_and_the_run_resumes_once_fixed(workspace, lora_run, tmp_path):
     model = model_from_checkpoint(lora_run / "best.safetensors", workspace.model)
     with pytest.raises(ValueError, match="cannot evaluate on an empty split: the dev set .* need at least one"):
-        predict(model, data.EncodedSplit([], [], [], None), batch_size=4, device=torch.device("cpu"))
+        predict(model, EncodedSplit([], [], [], None), batch_size=4, device=torch.device("cpu"))
 
     glue = shutil.copytree(workspace.glue, tmp_path / "glue")
     test_file = glue / "RTE" / "dev.tsv"

@@ -3,7 +3,7 @@ train -> results.json + best.safetensors -> eval.py reproduces the recorded test
 predictions; several seeds -> summary.json.
 
 The few-shot protocol itself (train and dev disjoint, the same for a seed, different across seeds,
-first K then the next dev_size of the seed's permutation) is tested on data.few_shot in test_data.py.
+first K then the next dev_size of the seed's permutation) is tested on fewshot.few_shot in test_fewshot.py.
 """
 import dataclasses
 import importlib
@@ -16,7 +16,7 @@ from conftest import TINY
 from safetensors.torch import load_file
 
 import train as train_cli
-from minipelt import data
+from minipelt.glue import get_task, load_split
 from minipelt.bert import BertModel
 from minipelt.classifier import SequenceClassifier
 from minipelt.metrics import compute_metrics
@@ -56,12 +56,12 @@ def test_eval_reproduces_recorded_test_metrics_and_predicts(workspace, runs, tmp
     rows = [line.split("\t") for line in predictions.read_text().splitlines()]
     assert rows[0] == ["index", "prediction"]
     assert [int(index) for index, _ in rows[1:]] == list(range(tiny_glue.N_TEST))
-    task_info = data.get_task(task)
+    task_info = get_task(task)
     if task_info.is_regression:
         assert all(np.isfinite(float(value)) for _, value in rows[1:])
     else:  # class names, and they score what eval.py printed
         ids = [task_info.label_names.index(value) for _, value in rows[1:]]
-        labels = data.load_split(task, "test", workspace.glue).labels
+        labels = load_split(task, "test", workspace.glue).labels
         assert compute_metrics(task, np.array(ids), labels) == printed["test"]
 
 

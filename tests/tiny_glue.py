@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 from conftest import TINY, write_tiny_bert
 
-from minipelt.trainer import TrainConfig
+from minipelt.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
