@@ -36,12 +36,9 @@ Results: bench/results/speed_<model>_<device>.json and .md.
 """
 import argparse
 import datetime
-import gc
 import json
 import os
 import platform
-import re
-import resource
 import shlex
 import statistics
 import subprocess
@@ -50,34 +47,21 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+from bench.measure import PeakMemory, cpu_name, timed
+from bench.speed_report import human, markdown, summarise
+from minipelt.bert import BertConfig, BertModel
+from minipelt.classifier import SequenceClassifier
+from minipelt.lora import LoRALinear
+from minipelt.methods import METHODS, PeltConfig, mark_trainable
+from minipelt.summary import KINDS, count_trainable, folded_prefix_size
+
 ROOT = Path(__file__).resolve().parents[1]  # the repository root
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from minipelt.bert import BertConfig, BertModel  # noqa: E402
-from minipelt.classifier import SequenceClassifier  # noqa: E402
-from minipelt.lora import LoRALinear  # noqa: E402
-from minipelt.methods import PeltConfig, mark_trainable  # noqa: E402
-from minipelt.summary import KINDS, count_trainable, folded_prefix_size  # noqa: E402
-
-METHODS = ("finetune", "bitfit", "adapter", "prefix", "lora", "unipelt-ap", "unipelt")
 BERT_BASE_CONFIG = ROOT.parent / "shared" / "configs" / "bert-base-uncased.json"
 RESULTS_DIR = ROOT / "bench" / "results"
 NUM_LABELS = 2
-
-# Table 4 of the paper (bert-base, relative to fine-tuning): params, training time, inference time.
-PAPER = {
-    "finetune": ("110M", 100, 100),
-    "bitfit": ("103K", 65, 102),
-    "prefix": ("184K", 56, 114),
-    "lora": ("295K", 53, 105),
-    "adapter": ("895K", 55, 107),
-    "unipelt-ap": ("1.1M", 55, 118),
-    "unipelt": ("1.4M", 67, 127),
-}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -106,76 +90,6 @@ def make_batch(config: BertConfig, batch_size: int, seq_len: int, device: torch.
         token_type_ids=torch.zeros(batch_size, seq_len, dtype=torch.long, device=device),
         labels=torch.randint(0, NUM_LABELS, (batch_size,), generator=g).to(device),
     )
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def timed(fn, n: int, device: torch.device) -> tuple[list[float], list[float]]:
-    """Wall-clock and process CPU seconds of each of n calls, the device synchronised around each.
-
-    On a shared CPU the process CPU time (time.process_time, all threads) is the steadier
-    figure: it does not count the time other processes hold the cores."""
-    wall, cpu = [], []
-    for _ in range(n):
-        sync(device)
-        start, start_cpu = time.perf_counter(), time.process_time()
-        fn()
-        sync(device)
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return wall, cpu
-
-
-class PeakMemory:
-    """Peak memory increase over a code region: CUDA allocator, or CPU resident set size (bytes)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.how = None
-
-    def start(self) -> None:
-        gc.collect()
-        if self.device.type == "cuda":
-            sync(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-            self.how = "torch.cuda.max_memory_allocated - memory_allocated before the train steps"
-            return
-        release_free_heap()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets the peak RSS (VmHWM) to the current RSS
-            self.base = proc_status_kb("VmRSS") * 1024
-            self.how = "peak RSS (VmHWM, reset via /proc/self/clear_refs) - RSS before the train steps"
-        except OSError:
-            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-            self.how = "ru_maxrss delta vs after model build (clear_refs unavailable)"
-
-    def stop(self) -> int:
-        if self.device.type == "cuda":
-            sync(self.device)
-            return torch.cuda.max_memory_allocated(self.device) - self.base
-        if self.how.startswith("peak RSS"):
-            return proc_status_kb("VmHWM") * 1024 - self.base
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.base
-
-
-def release_free_heap() -> None:
-    """Give freed heap memory (e.g. the checkpoint read while loading) back to the OS (glibc), so
-    the train steps cannot reuse it unseen; a no-op where malloc_trim does not exist."""
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def proc_status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
 
 
 def parameter_counts(model: SequenceClassifier) -> dict:
@@ -289,7 +203,7 @@ def run_all(args) -> dict:
             subprocess.run(child_command(args, method, out), check=True)
             results[method] = json.loads(Path(out).read_text())
         r = results[method]
-        print(f"    train {1e3 * statistics.median(r['train_s']):.0f} ms, infer "
+        print(f"    {human(r['params'])} params, train {1e3 * statistics.median(r['train_s']):.0f} ms, infer "
               f"{1e3 * statistics.median(r['infer_s']):.0f} ms, peak {r['train_peak_bytes'] / 2**20:.0f} MiB "
               f"({time.time() - start:.0f} s)", flush=True)
     return results
@@ -313,105 +227,6 @@ def environment(args) -> dict:
         env["cpu"] = cpu_name()
         env["load_average_at_start"] = os.getloadavg()
     return env
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M).group(1)
-    except (OSError, AttributeError):
-        return platform.processor()
-
-
-def human(n: int) -> str:
-    for unit, size in (("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.3g}{unit}"
-    return str(n)
-
-
-def summarise(results: dict, cpu_time: bool) -> dict:
-    """Medians (ms) and ratios to fine-tuning (%), per method; with cpu_time also the process-CPU-time ones."""
-    ft = results["finetune"]
-    med = statistics.median
-    clocks = ("", "_cpu") if cpu_time else ("",)
-    rows = {}
-    for method, r in results.items():
-        row = dict(params=r["params"], params_training=r["params_training"],
-                   params_pct=100 * r["params"] / ft["params"],
-                   train_peak_mib=r["train_peak_bytes"] / 2**20,
-                   train_peak_pct=100 * r["train_peak_bytes"] / ft["train_peak_bytes"],
-                   paper=dict(zip(("params", "train_pct", "infer_pct"), PAPER[method])))
-        if "merged" in r:
-            row["merged"] = r["merged"]
-        for clock in clocks:
-            for what, ref in (("train", "train"), ("infer", "infer"), ("merged_infer", "infer")):
-                key = f"{what}{clock}_s"
-                if key in r:
-                    row[f"{what}{clock}_ms"] = 1e3 * med(r[key])
-                    row[f"{what}{clock}_pct"] = 100 * med(r[key]) / med(ft[f"{ref}{clock}_s"])
-        rows[method] = row
-    return rows
-
-
-def markdown(env: dict, rows: dict, results: dict) -> str:
-    where = env.get("gpu") or env.get("cpu")
-    cpu_time = "train_cpu_pct" in rows["finetune"]
-    lines = [
-        f"# Speed of the PELT methods: {env['model']} on {env['device']}",
-        "",
-        f"`{env['command']}`",
-        "",
-        *([f"Note: {env['note']}", ""] if env.get("note") else []),
-        f"{env['date']}; torch {env['torch']}; {where}; threads {env['threads']}; batch {env['batch_size']} "
-        f"x length {env['seq_len']}; median of {env['steps']} steps after {env['warmup']} warm-up; "
-        f"fp32; {env['optimizer']}; {env['inputs']}."
-        + (f" Load average at start / end: {', '.join(f'{x:.2f}' for x in env['load_average_at_start'])} / "
-           f"{', '.join(f'{x:.2f}' for x in env.get('load_average_at_end', ()))}."
-           if "load_average_at_start" in env else ""),
-        "",
-        "Percentages are relative to fine-tuning in this run; the paper's columns are its Table 4 "
-        "(bert-base, GPU). Params exclude the task head; the prefix is counted folded (with its MLP "
-        "in brackets). Peak memory: " + results["finetune"]["memory_method"] + ".",
-    ]
-    if cpu_time:
-        lines += ["", "Times are wall-clock; the `cpu %` columns are the same ratios in process CPU time "
-                      "(time.process_time), which other jobs on a shared CPU do not inflate: trust those "
-                      "when the load average exceeds the free cores."]
-    head = ("| method | params | paper | train ms | train % | " + ("train cpu % | " if cpu_time else "")
-            + "paper train % | infer ms | infer % | " + ("infer cpu % | " if cpu_time else "")
-            + "paper infer % | merged/folded infer ms (%" + (", cpu %" if cpu_time else "") + ") | train peak MiB (%) |")
-    lines += ["", head, "|---|" + "---:|" * (head.count("|") - 2)]
-    for method, r in rows.items():
-        params = human(r["params"])
-        if r["params_training"] != r["params"]:
-            params += f" ({human(r['params_training'])})"
-        merged = ""
-        if "merged_infer_ms" in r:
-            merged = f"{r['merged_infer_ms']:.0f} ({r['merged_infer_pct']:.0f}%"
-            merged += f", {r['merged_infer_cpu_pct']:.0f}%)" if cpu_time else ")"
-        p = r["paper"]
-        cells = [method, params, p["params"], f"{r['train_ms']:.0f}", f"{r['train_pct']:.0f}%"]
-        cells += [f"{r['train_cpu_pct']:.0f}%"] if cpu_time else []
-        cells += [f"{p['train_pct']}%", f"{r['infer_ms']:.0f}", f"{r['infer_pct']:.0f}%"]
-        cells += [f"{r['infer_cpu_pct']:.0f}%"] if cpu_time else []
-        cells += [f"{p['infer_pct']}%", merged, f"{r['train_peak_mib']:.0f} ({r['train_peak_pct']:.0f}%)"]
-        lines.append("| " + " | ".join(cells) + " |")
-    notes = [f"{m}: {r['merged']}" for m, r in results.items() if "merged" in r]
-    lines += [""]
-    if notes:
-        lines.append("Merged/folded column: " + "; ".join(notes) + " (a gated LoRA cannot be merged; a folded "
-                     "prefix still attends to its L extra keys).")
-    bad = {m: r["frozen_with_grad"] for m, r in results.items() if r["frozen_with_grad"]}
-    lines.append("Gradient check (one backward): " + (
-        f"FROZEN PARAMETERS GOT GRADIENTS: {bad}" if bad else "no frozen parameter received a .grad in any method."))
-    unused = {m: r["trainable_without_grad"] for m, r in results.items() if r["trainable_without_grad"]}
-    if unused:
-        lines.append(f"Trainable parameters that got no gradient: {unused}")
-    spread = ", ".join(f"{m} {1e3 * min(r['train_s']):.0f}-{1e3 * max(r['train_s']):.0f}"
-                       for m, r in results.items())
-    lines += ["", f"Train step range (min-max wall ms over the measured steps): {spread}.", ""]
-    return "\n".join(lines)
 
 
 def main(argv=None) -> None:

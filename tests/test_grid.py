@@ -1,4 +1,4 @@
-"""bench/grid.py: the run list and its shards, resuming, and the tables, on a tiny model and tiny data.
+"""bench/grid.py: the cell list and its shards, resuming, and the tables, on a tiny model and tiny data.
 
 The end-to-end test trains 2 methods x 2 seeds of tiny STS-B in two shards, re-runs the whole grid
 (everything skipped), then aggregates. The tables' arithmetic is checked on made-up results whose
@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from bench import grid
+from bench import grid, paper
 
 def grid_args(workspace, *extra: str) -> list[str]:
     return ["--tasks", "stsb", "--ks", "16", "--methods", "lora", "unipelt", "--seeds", "1", "2",
@@ -36,11 +36,11 @@ def read_csv(path) -> list[dict]:
 def test_the_paper_numbers_match_the_papers_averages():
     """A check of the transcription: each row's mean is its printed Avg. (from unrounded scores, so the
     two differ a little: 71.8025 vs 71.81 for Prefix at K = 1000 is the largest)."""
-    assert grid.PAPER_TABLE1.keys() == grid.PAPER_TABLE1_AVG.keys()
-    for k, methods in grid.PAPER_TABLE1_AVG.items():
-        assert methods.keys() == grid.PAPER_TABLE1[k].keys()
+    assert paper.TABLE1.keys() == paper.TABLE1_AVG.keys()
+    for k, methods in paper.TABLE1_AVG.items():
+        assert methods.keys() == paper.TABLE1[k].keys()
         for method, avg in methods.items():
-            assert np.mean(grid.PAPER_TABLE1[k][method]) == pytest.approx(avg, abs=0.01), (k, method)
+            assert np.mean(paper.TABLE1[k][method]) == pytest.approx(avg, abs=0.01), (k, method)
 
 
 def test_shards_split_the_sorted_run_list_exactly_once(capsys):
@@ -107,10 +107,10 @@ def test_tables_from_known_results(tmp_path):
     table and its UniPELT-minus-best differences; one missing task is '-' and a 7/8 average."""
     runs = tmp_path / "runs"
     for method in ("adapter", "prefix", "lora", "unipelt"):
-        for i, task in enumerate(grid.TASKS):
+        for i, task in enumerate(paper.TASKS):
             if (method, task) != ("prefix", "qqp"):
                 for seed, offset in ((1, -1.0), (2, 1.0)):
-                    write_result(runs, task, 100, method, seed, grid.PAPER_TABLE1[100][method][i] + offset)
+                    write_result(runs, task, 100, method, seed, paper.TABLE1[100][method][i] + offset)
     assert grid.main(["--runs-dir", str(runs), "--results-dir", str(tmp_path / "out"), "--aggregate"]) == 0
 
     table1 = {(r["method"], r["task"]): r for r in read_csv(tmp_path / "out" / "grid_table1.csv")}
@@ -118,13 +118,13 @@ def test_tables_from_known_results(tmp_path):
     assert float(table1["lora", "cola"]["std"]) == pytest.approx(1.0)
     assert float(table1["unipelt", "avg"]["mean"]) == pytest.approx(62.59, abs=0.006)
     assert table1["prefix", "qqp"]["mean"] == "" and table1["prefix", "avg"]["tasks_averaged"] == "7"
-    assert float(table1["prefix", "avg"]["mean"]) == pytest.approx(np.mean(grid.PAPER_TABLE1[100]["prefix"][:7]))
+    assert float(table1["prefix", "avg"]["mean"]) == pytest.approx(np.mean(paper.TABLE1[100]["prefix"][:7]))
     prefix_row = next(line for line in (tmp_path / "out" / "grid_table1.md").read_text().splitlines()
                       if line.startswith("| Prefix |"))
     assert prefix_row.split(" | ")[8] == "-" and "(7/8)" in prefix_row
 
     table2 = {r["task"]: r for r in read_csv(tmp_path / "out" / "grid_table2.csv")}
-    for task in grid.TASKS[:7]:  # QQP lacks prefix: no upper bound there
+    for task in paper.TASKS[:7]:  # QQP lacks prefix: no upper bound there
         row = table2[task]
         assert row["best_submodule"] == row["paper_best_submodule"]
         assert float(row["difference"]) == pytest.approx(float(row["paper_difference"]), abs=1e-3)

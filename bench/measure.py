@@ -1,0 +1,86 @@
+"""Measuring on a shared machine: time per call (wall and process CPU), peak memory, the CPU's name."""
+import gc
+import platform
+import re
+import resource
+import time
+
+import torch
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, n: int, device: torch.device) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of each of n calls, the device synchronised around each.
+
+    On a shared CPU the process CPU time (time.process_time, all threads) is the steadier
+    figure: it does not count the time other processes hold the cores."""
+    wall, cpu = [], []
+    for _ in range(n):
+        sync(device)
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
+class PeakMemory:
+    """Peak memory increase over a code region: CUDA allocator, or CPU resident set size (bytes)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.how = None
+
+    def start(self) -> None:
+        gc.collect()
+        if self.device.type == "cuda":
+            sync(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            self.how = "torch.cuda.max_memory_allocated - memory_allocated before the train steps"
+            return
+        release_free_heap()
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets the peak RSS (VmHWM) to the current RSS
+            self.base = proc_status_kb("VmRSS") * 1024
+            self.how = "peak RSS (VmHWM, reset via /proc/self/clear_refs) - RSS before the train steps"
+        except OSError:
+            self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            self.how = "ru_maxrss delta vs after model build (clear_refs unavailable)"
+
+    def stop(self) -> int:
+        if self.device.type == "cuda":
+            sync(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - self.base
+        if self.how.startswith("peak RSS"):
+            return proc_status_kb("VmHWM") * 1024 - self.base
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - self.base
+
+
+def release_free_heap() -> None:
+    """Give freed heap memory (e.g. the checkpoint read while loading) back to the OS (glibc), so
+    the train steps cannot reuse it unseen; a no-op where malloc_trim does not exist."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def proc_status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M).group(1)
+    except (OSError, AttributeError):
+        return platform.processor()
