@@ -109,20 +109,21 @@ class BertLayer(nn.Module):
         B, T, H = x.shape
         return x.view(B, T, self.n_heads, H // self.n_heads).transpose(1, 2)  # (B, h, T, d)
 
-    def forward(self, x, keep, token_mask, prefix_kv=None):
-        """x: (B, T, H) layer input; keep: (B, 1, 1, T) bool, True for real tokens;
-        token_mask: (B, T) 1/0; prefix_kv: (2, h, L, d) this layer's prefix, or None."""
+    def forward(self, x, token_mask, prefix_kv=None):
+        """x: (B, T, H) layer input; token_mask: (B, T) bool, True for real tokens and False for padding;
+        prefix_kv: (2, h, L, d) this layer's prefix, or None."""
         sa = self.attention.self
+        key_mask = token_mask[:, None, None, :]  # (B, 1, 1, T): every query attends to the real tokens only
         # LoRA enters inside query and value: W x + b + s * B A x (s = alpha/r or gate G_L).
         q = self.split_heads(sa.query(x, token_mask))  # (B, h, T, d)
         k = self.split_heads(sa.key(x))
         v = self.split_heads(sa.value(x, token_mask))
         p = self.attn_dropout if self.training else 0.0
         if prefix_kv is None:  # the frozen attention, one fused call: softmax(q k^T / sqrt(d) + mask) v
-            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=p)  # (B, h, T, d)
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p)  # (B, h, T, d)
         else:  # prefix-tuning: attention over [P_K; K], [P_V; V], gate G_P on x (prefix.py)
             g_p = self.prefix_gate(x, token_mask) if self.prefix_gate is not None else None
-            attn = prefix_attention(q, k, v, keep, prefix_kv, g_p, self.prefix_gate_form, p)
+            attn = prefix_attention(q, k, v, key_mask, prefix_kv, g_p, self.prefix_gate_form, p)
         attn = attn.transpose(1, 2).flatten(2)  # (B, T, H)
 
         ao = self.attention.output
@@ -162,15 +163,14 @@ class BertModel(nn.Module):
         if T > self.config.max_position_embeddings:
             raise ValueError(f"sequence length {T} exceeds the model's position table "
                              f"({self.config.max_position_embeddings}): truncate the input")
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        keep = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T): keys each query may see
+        # attention_mask (B, T) 1/0, as a tokenizer gives it; the layers take it as a bool token_mask
+        token_mask = torch.ones_like(input_ids, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         x = self.embeddings(input_ids, token_type_ids)
         prefix_kv = self.prefix() if self.prefix is not None else None  # (N, 2, h, L, d)
         for i, layer in enumerate(self.encoder.layer):
-            x = layer(x, keep, attention_mask, None if prefix_kv is None else prefix_kv[i])
+            x = layer(x, token_mask, None if prefix_kv is None else prefix_kv[i])
         pooled = torch.tanh(self.pooler.dense(x[:, 0]))  # BERT's pooler: the [CLS] token
         return BertOutput(last_hidden_state=x, pooler_output=pooled)
 

@@ -72,7 +72,7 @@ def prefix_attention(
     q: torch.Tensor,  # (B, h, T, d)
     k: torch.Tensor,  # (B, h, T, d)
     v: torch.Tensor,  # (B, h, T, d)
-    keep: torch.Tensor,  # (B, 1, 1, T)  True for real tokens
+    key_mask: torch.Tensor,  # (B, 1, 1, T)  True where a query may attend: the real tokens
     prefix_kv: torch.Tensor,  # (2, h, L, d)  this layer's P_K, P_V
     gate: torch.Tensor | None,  # (B, 1, 1) G_P, or None when ungated
     gate_form: str = "attention",
@@ -81,17 +81,17 @@ def prefix_attention(
     """Attention over [prefix; tokens] -> (B, h, T, d)."""
     p_k, p_v = prefix_kv[0], prefix_kv[1]  # (h, L, d) each
     if gate is not None and gate_form == "attention":
-        return mix_in_prefix(q, k, v, keep, p_k, p_v, gate[..., None], dropout_p)
+        return mix_in_prefix(q, k, v, key_mask, p_k, p_v, gate[..., None], dropout_p)
     if gate is not None:  # "kv", the official form
         p_k, p_v = gate[..., None] * p_k, gate[..., None] * p_v  # (B, h, L, d)
     B, h, T, d = q.shape
     keys = torch.cat([p_k.expand(B, h, -1, d), k], dim=2)  # (B, h, L + T, d)
     values = torch.cat([p_v.expand(B, h, -1, d), v], dim=2)
-    return F.scaled_dot_product_attention(q, keys, values, attn_mask=with_prefix_slots(keep, p_k.size(-2)),
+    return F.scaled_dot_product_attention(q, keys, values, attn_mask=with_prefix_slots(key_mask, p_k.size(-2)),
                                           dropout_p=dropout_p)
 
 
-def mix_in_prefix(q, k, v, keep, p_k, p_v, g, dropout_p):
+def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
     """(1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V), lam = g Z_P / (g Z_P + Z_T); g: (B, 1, 1, 1).
 
     The tokens' share of the attention mass comes from one fused call over [P_K; K] whose
@@ -101,7 +101,7 @@ def mix_in_prefix(q, k, v, keep, p_k, p_v, g, dropout_p):
     """
     B, h, T, d = q.shape
     L = p_k.size(-2)
-    out_tokens = F.scaled_dot_product_attention(q, k, v, attn_mask=keep, dropout_p=dropout_p)  # the frozen call
+    out_tokens = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)  # the frozen call
     probs = torch.softmax((q @ p_k.transpose(-1, -2)) * d ** -0.5, dim=-1)  # (B, h, T, L): only T x L scores
     out_prefix = F.dropout(probs, dropout_p, training=dropout_p > 0) @ p_v  # Attn(q, P_K, P_V): (B, h, T, d)
     which = q.new_zeros(L + T, d, dtype=torch.float32)  # as wide as the keys: the fused kernels want that
@@ -109,13 +109,13 @@ def mix_in_prefix(q, k, v, keep, p_k, p_v, g, dropout_p):
     keys = torch.cat([p_k.expand(B, h, L, d), k], dim=2)  # (B, h, L + T, d)
     with torch.autocast(q.device.type, enabled=False):  # fp32 shares: precise, and fast on CPU (bf16 backward is not)
         shares = F.scaled_dot_product_attention(q.float(), keys.float(), which.expand(B, h, L + T, d),
-                                                attn_mask=with_prefix_slots(keep, L))
+                                                attn_mask=with_prefix_slots(key_mask, L))
     rho, tau = shares[..., :1], shares[..., 1:2]  # (B, h, T, 1) each
     # Exactly 0 at g = 0 (tau > 0; the clamp keeps 0 / 0 out), so the output is then out_tokens.
     lam = g * rho / (g * rho + tau).clamp(min=torch.finfo(rho.dtype).tiny)
     return (out_tokens + lam * (out_prefix - out_tokens)).to(out_tokens.dtype)
 
 
-def with_prefix_slots(keep: torch.Tensor, length: int) -> torch.Tensor:
+def with_prefix_slots(key_mask: torch.Tensor, length: int) -> torch.Tensor:
     """(B, 1, 1, T) token mask -> (B, 1, 1, L + T): the L prefix slots are always attended."""
-    return torch.cat([keep.new_ones(*keep.shape[:-1], length), keep], dim=-1)
+    return torch.cat([key_mask.new_ones(*key_mask.shape[:-1], length), key_mask], dim=-1)

@@ -375,8 +375,8 @@ def test_each_gate_reads_the_input_the_paper_says(zoo):
     values = bert.gate_values()
     with torch.no_grad():
         for i, layer in enumerate(bert.encoder.layer):
-            h_in, _, token_mask = inputs[i, "h_in"][:3]
-            assert token_mask is mask
+            h_in, token_mask = inputs[i, "h_in"][:2]  # the layer's one mask: (B, T) bool
+            assert torch.equal(token_mask, mask.bool())
             sa = layer.attention.self
             x_a = inputs[i, "x_a"]
             for kind, gate, h in (("prefix", layer.prefix_gate, h_in), ("lora_query", sa.query.gate, h_in),
