@@ -9,20 +9,26 @@ Each cell trains into runs/grid/<task>/k<K>/<method>/seed<S>/ (results.json, bes
 Running the same command again resumes: train() returns the results of a finished run with the
 same options without training, and continues an interrupted one from its state file.
 
+A finished cell's results.json is also recorded as bench/results/grid/<task>/k<K>/<method>/seed<S>.json
+(--record-dir), small files meant to be committed: a recorded cell is never trained again, so a grid
+grows over several sittings and machines, and --aggregate builds the tables from the records alone.
+
 --shard i/n keeps the cells whose position in the cell list is i mod n. The list is sorted in a
 fixed order (the paper's task and method order, then K, then seed) whatever order the options
 were given in, so n processes started with the same selection split the grid between them
 without talking to each other: one per GPU, or one per element of a cluster job array.
 
---aggregate writes the tables and plots of bench/report.py into bench/results/.
+--aggregate writes the tables and plots of bench/report.py, from the records, into bench/results/.
 """
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench import paper, report
 from bench.paper import k_label, k_order, method_order
+from minipelt.checkpoint import atomic_write
 from minipelt.config import TrainConfig, add_run_options, parse_k, run_config
 from minipelt.glue import get_task
 from minipelt.methods import METHODS, get_method
@@ -31,6 +37,7 @@ from minipelt.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS_DIR, RESULTS_DIR = ROOT / "runs" / "grid", ROOT / "bench" / "results"
+RECORD_DIR = RESULTS_DIR / "grid"
 
 
 @dataclass(frozen=True)
@@ -72,10 +79,16 @@ def run_grid(cells: list[Cell], args) -> int:
     """Train every cell; a failed run is reported and the others go on. Returns the number that failed."""
     failed = []
     for i, cell in enumerate(cells, 1):
+        record = Path(args.record_dir) / f"{cell.name}.json"
+        if record.exists():
+            print(f"[{i}/{len(cells)}] {cell.name}: recorded in {record}, skipped", flush=True)
+            continue
         print(f"[{i}/{len(cells)}] {cell.name}", flush=True)
         try:
-            train(run_config(args, task=cell.task, k=cell.k, method=cell.method, seed=cell.seed,
-                             output_dir=str(Path(args.runs_dir) / cell.name)))
+            results = train(run_config(args, task=cell.task, k=cell.k, method=cell.method, seed=cell.seed,
+                                       output_dir=str(Path(args.runs_dir) / cell.name)))
+            record.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(record, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
         except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError,
                 FloatingPointError) as e:
             print(f"[{i}/{len(cells)}] {cell.name} FAILED: {e}", flush=True)
@@ -100,6 +113,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--list", action="store_true", help="print this shard's cells and exit")
     p.add_argument("--aggregate", action="store_true", help="write the tables and plots from the finished runs")
     p.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="default: runs/grid in the repository")
+    p.add_argument("--record-dir", type=Path, default=RECORD_DIR,
+                   help="finished cells' results, to commit; --aggregate reads them (default: bench/results/grid)")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="tables and plots (default: bench/results)")
     add_run_options(p, skip=("task", "k", "method", "seed", "output_dir"),
                     title="training options, as in train.py (the same for every run)")
@@ -109,7 +124,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.aggregate:
-        report.aggregate(args.runs_dir, args.results_dir)
+        report.aggregate(args.record_dir, args.results_dir)
         return 0
     try:
         cells = cell_list(args.tasks, args.ks, args.methods, args.seeds)

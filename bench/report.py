@@ -1,4 +1,4 @@
-"""The grid's report: every results.json under the runs directory -> the paper's tables and the plots.
+"""The grid's report: every recorded result (bench/results/grid) -> the paper's tables and the plots.
 
     python bench/grid.py --aggregate        # writes into bench/results/:
 
@@ -23,10 +23,10 @@ SUBMODULES = ("adapter", "prefix", "lora")  # UniPELT (APL)'s parts, for Table 2
 # ---------------------------------------------------------------- reading the results
 
 
-def load_results(runs_dir: Path) -> list[dict]:
-    """Every results.json under runs_dir that has a test score."""
+def load_results(record_dir: Path) -> list[dict]:
+    """Every recorded result (<task>/k<K>/<method>/seed<S>.json under record_dir) that has a test score."""
     results = []
-    for path in sorted(Path(runs_dir).rglob("results.json")):
+    for path in sorted(Path(record_dir).rglob("*.json")):
         result = json.loads(path.read_text())
         if "test" not in result:
             print(f"{path}: no test metrics (the test file was missing when it ran); left out")
@@ -176,10 +176,10 @@ def table2(cells: dict) -> tuple[str, list[list]]:
     return "\n\n".join(parts) + "\n", rows_csv
 
 
-def aggregate(runs_dir: Path, results_dir: Path) -> None:
-    results = load_results(runs_dir)
+def aggregate(record_dir: Path, results_dir: Path) -> None:
+    results = load_results(record_dir)
     if not results:
-        raise SystemExit(f"error: no results.json under {runs_dir}: run the grid first (or pass --runs-dir)")
+        raise SystemExit(f"error: no recorded results under {record_dir}: run the grid first (or pass --record-dir)")
     results_dir.mkdir(parents=True, exist_ok=True)
     cells = scores(results)
     models = ", ".join(sorted({r["model"] for r in results}))

@@ -7,6 +7,7 @@ values are known, and the paper's numbers against the Avg. column the paper prin
 import csv
 import importlib.util
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -18,7 +19,7 @@ def grid_args(workspace, *extra: str) -> list[str]:
     return ["--tasks", "stsb", "--ks", "16", "--methods", "lora", "unipelt", "--seeds", "1", "2",
             "--model", str(workspace.model), "--data-dir", str(workspace.glue), "--device", "cpu", "--epochs", "1",
             "--dev-size", "16", "--runs-dir", str(workspace.root / "runs"),
-            "--results-dir", str(workspace.root / "results"), *extra]
+            "--record-dir", str(workspace.root / "records"), "--results-dir", str(workspace.root / "results"), *extra]
 
 
 def listed(capsys, argv: list[str]) -> list[str]:
@@ -69,10 +70,16 @@ def test_grid_runs_in_shards_skips_finished_runs_and_aggregates(workspace, capsy
     assert [f.parent.relative_to(workspace.root / "runs").as_posix() for f in files] == [
         "stsb/k16/lora/seed1", "stsb/k16/lora/seed2", "stsb/k16/unipelt/seed1", "stsb/k16/unipelt/seed2"]
     before = [f.read_text() for f in files]
+    records = sorted((workspace.root / "records").rglob("*.json"))
+    assert [r.relative_to(workspace.root / "records").as_posix() for r in records] == [
+        f.parent.relative_to(workspace.root / "runs").as_posix() + ".json" for f in files]
+    assert [json.loads(r.read_text()) for r in records] == [json.loads(text) for text in before]
     capsys.readouterr()
     assert grid.main(grid_args(workspace)) == 0  # the whole grid again: nothing left to train
-    assert capsys.readouterr().out.count("already finished") == 4
+    assert capsys.readouterr().out.count("skipped") == 4
     assert [f.read_text() for f in files] == before
+    shutil.rmtree(workspace.root / "runs")  # another machine: only the committed records came along
+    assert grid.main(grid_args(workspace)) == 0 and not (workspace.root / "runs").exists()
 
     assert grid.main(grid_args(workspace, "--aggregate")) == 0
     printed = capsys.readouterr().out
@@ -94,10 +101,10 @@ def test_grid_runs_in_shards_skips_finished_runs_and_aggregates(workspace, capsy
 
 
 def write_result(root, task, k, method, seed, score):
-    directory = root / task / f"k{k}" / method / f"seed{seed}"
-    directory.mkdir(parents=True)
+    directory = root / task / f"k{k}" / method
+    directory.mkdir(parents=True, exist_ok=True)
     metric = {"stsb": "spearman", "cola": "mcc", "mrpc": "f1", "qqp": "f1"}.get(task, "accuracy")
-    (directory / "results.json").write_text(json.dumps(
+    (directory / f"seed{seed}.json").write_text(json.dumps(
         {"task": task, "method": method, "k": k, "seed": seed, "model": "made-up", "test": {metric: score / 100},
          "gates": {"0.adapter": 0.25, "1.adapter": 0.75} if method == "unipelt" else {}}))
 
@@ -111,7 +118,7 @@ def test_tables_from_known_results(tmp_path):
             if (method, task) != ("prefix", "qqp"):
                 for seed, offset in ((1, -1.0), (2, 1.0)):
                     write_result(runs, task, 100, method, seed, paper.TABLE1[100][method][i] + offset)
-    assert grid.main(["--runs-dir", str(runs), "--results-dir", str(tmp_path / "out"), "--aggregate"]) == 0
+    assert grid.main(["--record-dir", str(runs), "--results-dir", str(tmp_path / "out"), "--aggregate"]) == 0
 
     table1 = {(r["method"], r["task"]): r for r in read_csv(tmp_path / "out" / "grid_table1.csv")}
     assert float(table1["lora", "cola"]["mean"]) == pytest.approx(13.31)
@@ -135,7 +142,7 @@ def test_tables_from_known_results(tmp_path):
 def test_without_matplotlib_the_tables_are_written_and_the_plots_skipped(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` fail
     write_result(tmp_path / "runs", "rte", 100, "unipelt", 1, 55.0)
-    assert grid.main(["--runs-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "out"), "--aggregate"]) == 0
+    assert grid.main(["--record-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "out"), "--aggregate"]) == 0
     printed = capsys.readouterr().out
     assert "plots skipped: matplotlib is not installed (pip install -r bench/requirements.txt)" in printed
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
