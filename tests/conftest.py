@@ -11,6 +11,10 @@ from minipelt.bert import BertConfig, BertModel
 # Tiny models: one thread is far faster than two fighting over small matmuls on a shared 2-core box.
 torch.set_num_threads(1)
 
+# Device-sensitive tests run on the CPU always and on CUDA where torch sees a GPU (`pytest -m cuda`).
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device")])]
+
 TINY = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=64, max_position_embeddings=40)
 

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DEVICES
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from minipelt import BertModel, Tokenizer
+from minipelt.bert import BertOutput
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_parity.safetensors"
 TOL = 1e-5
@@ -27,13 +29,13 @@ def reference():
     return load_file(FIXTURE), json.loads(meta["texts_a"]), json.loads(meta["texts_b"])
 
 
-@pytest.fixture(scope="module")
-def outputs(minilm_dir, reference):
+@pytest.fixture(scope="module", params=DEVICES)
+def outputs(minilm_dir, reference, request):
     ref, _, _ = reference
-    model = BertModel.from_pretrained(minilm_dir)
+    model = BertModel.from_pretrained(minilm_dir).to(request.param)
     with torch.no_grad():
-        return model(ref["input_ids"], attention_mask=ref["attention_mask"],
-                     token_type_ids=ref["token_type_ids"])
+        out = model(*(ref[k].to(request.param) for k in ("input_ids", "attention_mask", "token_type_ids")))
+    return BertOutput(out.last_hidden_state.cpu(), out.pooler_output.cpu())
 
 
 def test_fixture_has_padding(reference):

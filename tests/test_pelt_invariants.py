@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import TINY, write_tiny_bert
+from conftest import DEVICES, TINY, write_tiny_bert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -93,6 +93,9 @@ class Zoo:
         self.frozen = BertModel.from_pretrained(directory)  # PeltConfig(): no method
         self._cache = {}
 
+    def frozen_on(self, device: str) -> BertModel:
+        return self.cached(("frozen", device), lambda: BertModel.from_pretrained(self.directory).to(device))
+
     def cached(self, key, build):
         if key not in self._cache:
             self._cache[key] = build()
@@ -112,19 +115,22 @@ def zoo(tmp_path_factory):
 
 
 def run(bert, batch):
+    """The model's outputs on `batch`, computed on the model's device."""
+    device = next(bert.parameters()).device
     with torch.no_grad():
-        out = bert(*batch)
+        out = bert(*(None if t is None else t.to(device) for t in batch))
     return out.last_hidden_state, out.pooler_output
 
 
 # --- gate 0 == frozen model ------------------------------------------------------------------
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("pelt", GATED, ids=lambda c: c.name)
 @settings(max_examples=40, deadline=None)
 @given(batch=batches(), seed=seeds)
-def test_gates_at_zero_give_the_frozen_model_bit_for_bit(zoo, pelt, batch, seed):
-    bert = zoo.trained(pelt, seed)
-    frozen_hidden, frozen_pooled = run(zoo.frozen, batch)
+def test_gates_at_zero_give_the_frozen_model_bit_for_bit(zoo, pelt, batch, seed, device):
+    bert = zoo.trained(pelt, seed).to(device)
+    frozen_hidden, frozen_pooled = run(zoo.frozen_on(device), batch)
     with forced_gates(bert, 0.0):
         hidden, pooled = run(bert, batch)
     assert torch.equal(hidden, frozen_hidden)
@@ -294,18 +300,20 @@ def test_adapter_reads_ln2_of_ffn_plus_attention_output(zoo, pelt, batch, seed):
 
 # --- padding, gate values --------------------------------------------------------------------
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 @settings(max_examples=30, deadline=None)
 @given(lengths=st.lists(st.integers(1, 8), min_size=1, max_size=4), extra=st.integers(1, 4),
        seed=seeds)
-def test_padding_changes_neither_logits_nor_gates(zoo, pooling, lengths, extra, seed):
+def test_padding_changes_neither_logits_nor_gates(zoo, pooling, lengths, extra, seed, device):
     """Every method on (unipelt): each example of a right-padded batch (with `extra` more pad
     columns than needed) gives the logits and gate values it gives alone."""
-    model = SequenceClassifier(zoo.trained(PeltConfig.from_method("unipelt"), seed), NUM_LABELS, pooling).eval()
+    model = SequenceClassifier(zoo.trained(PeltConfig.from_method("unipelt"), seed), NUM_LABELS, pooling)
+    model = model.eval().to(device)
     g = torch.Generator().manual_seed(seed)
     T = max(lengths) + extra
-    ids = torch.randint(1, TINY.vocab_size, (len(lengths), T), generator=g)  # pads: random ids
-    mask = (torch.arange(T)[None] < torch.tensor(lengths)[:, None]).long()
+    ids = torch.randint(1, TINY.vocab_size, (len(lengths), T), generator=g).to(device)  # pads: random ids
+    mask = (torch.arange(T)[None] < torch.tensor(lengths)[:, None]).long().to(device)
     with torch.no_grad():
         logits = model(ids, mask)
         gates = model.bert.gate_values()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DEVICES
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -59,9 +60,10 @@ def build(name: str) -> SequenceClassifier:
 
 @torch.no_grad()
 def run(model: SequenceClassifier, batch: str) -> dict[str, torch.Tensor]:
-    inputs = [COMMON[f"{batch}.{k}"] for k in ("input_ids", "attention_mask", "token_type_ids")]
-    return {f"{batch}.last_hidden_state": model.bert(*inputs).last_hidden_state,
-            f"{batch}.logits": model(*inputs)}
+    device = model.classifier.weight.device
+    inputs = [COMMON[f"{batch}.{k}"].to(device) for k in ("input_ids", "attention_mask", "token_type_ids")]
+    return {f"{batch}.last_hidden_state": model.bert(*inputs).last_hidden_state.cpu(),
+            f"{batch}.logits": model(*inputs).cpu()}
 
 
 def max_diffs(ours: dict, reference: dict) -> dict[str, float]:
@@ -80,12 +82,13 @@ def test_fixtures_are_not_trivial():
     assert pads.min() == 0 and pads.max() > 0
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", ["unpadded", "padded"])
 @pytest.mark.parametrize("name", METHODS)
-def test_matches_the_reference(name, batch):
+def test_matches_the_reference(name, batch, device):
     """Padded UniPELT is compared with the official gate mean, which counts padding
     (minipelt's own mean does not: see the next test)."""
-    model = build(name)
+    model = build(name).to(device)
     reference, _ = load(name)
     if batch == "padded" and name in GATED:
         with official_gate_mean(model):
