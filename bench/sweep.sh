@@ -5,7 +5,8 @@
 #
 #   bench/sweep.sh 0/2 & bench/sweep.sh 1/2 &     # two single-threaded shards side by side
 #
-# The fp32-vs-bf16 check (STS-B, UniPELT and LoRA, seeds 1-3) comes first, then the sweep.
+# Lines are in the order they were run: one setting per method first, then the fp32-vs-bf16 check
+# (STS-B, UniPELT and LoRA, seeds 1-3), then the second learning rates.
 # Each line of RUNS: TASK METHOD LR PREFIX_LR ('-': the prefix MLP uses LR) PRECISION SEED.
 # A shard i/n runs lines i, i+n, ...; finished runs are skipped, so re-running resumes. Results land in
 # runs/sweep/<task>/<method>-lr<lr>-plr<plr>-<precision>/seed<seed>/results.json.
@@ -24,6 +25,16 @@ while read -r task method lr plr precision seed; do
   fi
   line=$((line + 1))
 done <<'RUNS'
+stsb unipelt 1e-3 1e-4 fp32 3
+stsb prefix 1e-3 - bf16 1
+stsb unipelt-ap 1e-3 - bf16 1
+cola unipelt-ap 1e-3 - bf16 1
+stsb adapter 1e-3 - bf16 1
+cola adapter 1e-3 - bf16 1
+stsb bitfit 5e-3 - bf16 1
+cola bitfit 5e-3 - bf16 1
+stsb finetune 5e-5 - bf16 1
+cola finetune 5e-5 - bf16 1
 stsb unipelt 1e-3 - bf16 1
 cola prefix 1e-3 - bf16 1
 stsb unipelt 1e-3 1e-4 bf16 1
@@ -36,30 +47,20 @@ stsb unipelt 1e-3 1e-4 fp32 2
 stsb lora 1e-3 - fp32 2
 stsb unipelt 1e-3 1e-4 bf16 3
 stsb lora 1e-3 - bf16 3
-stsb unipelt 1e-3 1e-4 fp32 3
 stsb lora 1e-3 - fp32 3
 cola unipelt 1e-3 1e-4 bf16 1
 cola unipelt 1e-3 - bf16 1
 cola lora 1e-3 - bf16 1
-stsb prefix 1e-3 - bf16 1
 stsb prefix 1e-3 1e-4 bf16 1
 cola prefix 1e-3 1e-4 bf16 1
-stsb unipelt-ap 1e-3 - bf16 1
-cola unipelt-ap 1e-3 - bf16 1
 stsb unipelt-ap 1e-3 1e-4 bf16 1
 cola unipelt-ap 1e-3 1e-4 bf16 1
-stsb adapter 1e-3 - bf16 1
-cola adapter 1e-3 - bf16 1
 stsb adapter 3e-3 - bf16 1
 cola adapter 3e-3 - bf16 1
 stsb lora 5e-4 - bf16 1
 cola lora 5e-4 - bf16 1
 stsb bitfit 1e-3 - bf16 1
 cola bitfit 1e-3 - bf16 1
-stsb bitfit 5e-3 - bf16 1
-cola bitfit 5e-3 - bf16 1
-stsb finetune 5e-5 - bf16 1
-cola finetune 5e-5 - bf16 1
 stsb finetune 1e-4 - bf16 1
 cola finetune 1e-4 - bf16 1
 RUNS
