@@ -63,5 +63,7 @@ stsb bitfit 1e-3 - bf16 1
 cola bitfit 1e-3 - bf16 1
 stsb finetune 1e-4 - bf16 1
 cola finetune 1e-4 - bf16 1
+stsb prefix 5e-3 - bf16 1
+cola prefix 5e-3 - bf16 1
 RUNS
 exit $failed
