@@ -5,8 +5,8 @@
 
 A checkpoint holds only the trained parameters, with the method, head and pooling in its
 metadata; the frozen base weights come from --model. Given a run's output directory, its
-results.json supplies the defaults for --model, --task, --max-seq-length, --batch-size and
---precision, so the run is evaluated exactly as train.py evaluated it: the printed test
+results.json supplies the defaults for --model, --task, --data-dir, --max-seq-length,
+--batch-size and --precision, so the run is evaluated exactly as train.py evaluated it: the printed test
 metrics equal those in results.json. Metrics go to stdout as JSON. --predict writes a tsv
 with one row per example: its index and the predicted class name (the score for STS-B). A
 file without a label column can only be predicted on.
@@ -40,7 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--task", help="cola sst2 mrpc stsb qqp mnli qnli rte (default: from the run's results.json)")
     p.add_argument("--file", help="evaluate on this tsv (the task's GLUE columns) instead of the task's test set(s)")
     p.add_argument("--predict", help="write predictions to this tsv; with several test sets, one file per set")
-    p.add_argument("--data-dir", help="a GLUE directory in the tsv layout (default: $MINIPELT_GLUE_DIR, else the hub)")
+    p.add_argument("--data-dir", help="a GLUE directory in the tsv layout (default: the run's, else "
+                                      "$MINIPELT_GLUE_DIR, else the hub)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     p.add_argument("--batch-size", type=parser(TrainConfig, "eval_batch_size"),
                    help=f"default: the run's, else {TRAIN_DEFAULTS['eval_batch_size']}")
@@ -113,7 +114,7 @@ def evaluate(args) -> dict:
     tokenizer = Tokenizer.from_pretrained(resolve_model(model_name))
     max_length = sequence_length(args.max_seq_length or options["max_seq_length"], model)
     report = {"checkpoint": str(path), "model": str(model_name), "task": task.name}
-    for i, (name, split) in enumerate(splits_to_evaluate(args, task, args.data_dir).items()):
+    for i, (name, split) in enumerate(splits_to_evaluate(args, task, args.data_dir or options["data_dir"]).items()):
         if len(split) == 0:
             raise ValueError(f"the {task.name} set {name!r} has no examples (a header only?): add rows or pass "
                              f"another --file")
@@ -123,7 +124,7 @@ def evaluate(args) -> dict:
         encoded = encode_split(split, tokenizer, max_length)
         predictions, _ = predict(model, encoded, args.batch_size or options["eval_batch_size"], device,
                                  args.precision or options["precision"])
-        report[name] = None if split.labels is None else compute_metrics(task.name, predictions, split.labels)
+        report[name] = None if split.labels is None else compute_metrics(task.metrics, predictions, split.labels)
         if args.predict:
             out = Path(args.predict)
             out = out if i == 0 else out.with_name(f"{out.stem}.{name}{out.suffix}")

@@ -49,7 +49,8 @@ def average(values: dict[str, float]) -> tuple[float | None, str]:
     """The mean over the tasks present, and '' or ' (n/8)' saying over how many it was taken."""
     if not values:
         return None, ""
-    return float(np.mean(list(values.values()))), "" if len(values) == len(paper.TASKS) else f" ({len(values)}/{len(paper.TASKS)})"
+    n, of = len(values), len(paper.TASKS)
+    return float(np.mean(list(values.values()))), "" if n == of else f" ({n}/{of})"
 
 
 def fmt(value: float | None, signed: bool = False) -> str:

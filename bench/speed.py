@@ -56,7 +56,7 @@ from minipelt.bert import BertConfig, BertModel
 from minipelt.classifier import SequenceClassifier
 from minipelt.lora import LoRALinear
 from minipelt.methods import METHODS, PeltConfig, mark_trainable
-from minipelt.summary import KINDS, count_trainable, folded_prefix_size
+from minipelt.summary import KINDS, count_trainable
 
 ROOT = Path(__file__).resolve().parents[1]  # the repository root
 BERT_BASE_CONFIG = ROOT.parent / "shared" / "configs" / "bert-base-uncased.json"
@@ -93,14 +93,11 @@ def make_batch(config: BertConfig, batch_size: int, seq_len: int, device: torch.
 
 
 def parameter_counts(model: SequenceClassifier) -> dict:
-    counts = count_trainable(model)
+    counts, training = count_trainable(model, folded_prefix=True), count_trainable(model)
     pelt_kinds = [k for k in KINDS if k != "head"]
-    training = sum(counts[k] for k in pelt_kinds)  # the prefix with its MLP
-    if counts["prefix"]:
-        counts["prefix"] = folded_prefix_size(model)
     return dict(
         params=sum(counts[k] for k in pelt_kinds),  # head excluded, prefix folded (Table 4's count)
-        params_training=training,  # head excluded, prefix with its MLP
+        params_training=sum(training[k] for k in pelt_kinds),  # head excluded, prefix with its MLP
         head=counts["head"],
         base_total=counts["base_total"],
         by_kind={k: counts[k] for k in KINDS if counts[k]},

@@ -1,10 +1,9 @@
 """Checkpoints of the trainable parameters only (safetensors), with the method config inside.
 
-A checkpoint is small (a PELT method's few hundred thousand values plus the head) and is
-loaded onto a freshly loaded base model. Its metadata records everything needed to rebuild
-the model around it: the method (PeltConfig), the head (labels, pooling), the base model's
-config and a fingerprint of its weights, so a checkpoint is never silently put on the wrong
-base. Every write is atomic: a temp file, fsync, then rename over the old one.
+A checkpoint is small (a PELT method's few hundred thousand values plus the head) and goes
+onto a freshly loaded base model. Its metadata holds what rebuilds the model around it: the
+method (PeltConfig), the head (labels, pooling), the base model's config and a fingerprint of
+its weights, so it never lands on the wrong base. Every write is atomic (temp file, fsync, rename).
 """
 import hashlib
 import json

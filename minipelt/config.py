@@ -1,10 +1,7 @@
 """One run's configuration, which is also the command line of train.py and bench/grid.py.
 
-    run = TrainConfig(task="stsb", k=100, method="unipelt", model="minilm")
-
-Every field made with `options.option` is a flag (`k` -> --k, `max_seq_length` ->
---max-seq-length) with its help text, default and accepted values; PeltConfig's fields are
-the method options (--lora-r, ...), recorded in `method_options` when given.
+Every field is a flag (`max_seq_length` -> --max-seq-length) with its help, default and accepted
+values (options.py); PeltConfig's fields are the method options, kept in `method_options` when given.
 """
 import argparse
 import dataclasses
@@ -31,26 +28,23 @@ class TrainConfig:
     model: str = option("bert-base-uncased", "a fetched name (minilm, bert-base-uncased) or a model directory")
     seed: int = option(42, "data seed: the few-shot sample, initialisation, data order, dropout", minimum=0)
     lr: float | None = option(None, "AdamW learning rate (unset: the method's, see methods.METHODS)", minimum=0)
-    prefix_lr: float | None = option(None, "the prefix MLP's learning rate (unset: the method's, else --lr)",
-                                     minimum=0)
+    prefix_lr: float | None = option(None, "the prefix MLP's rate (unset: the method's, else --lr)", minimum=0)
     epochs: int | None = option(None, "training epochs (unset: the method's)", minimum=1)
     batch_size: int = option(16, "training batch size (global, over all processes)", minimum=1)
     eval_batch_size: int = option(64, "batch size of dev and test evaluations", minimum=1)
-    max_seq_length: int = option(128, "tokens per example, capped by the model's position table; at least 8 "
-                                      "for [CLS] a [SEP] b [SEP] and some text", minimum=8)
+    max_seq_length: int = option(128, "tokens per example (8 fit [CLS] a [SEP] b [SEP]; capped by the model)",
+                                 minimum=8)
     warmup_ratio: float = option(0.06, "share of the steps with a linear lr warm-up", minimum=0, maximum=1)
     weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
     max_grad_norm: float = option(1.0, "gradient clipping norm", minimum=0)
     eval_every: int | None = option(None, "steps between dev evaluations (unset: once an epoch)", minimum=1)
     patience: int = option(10, "early stopping: evaluations without improvement", minimum=1)
     dev_size: int = option(1000, "dev examples taken after the K train ones (1000 in the paper)", minimum=1)
-    pooling: str | None = option(None, "head input (unset: what the checkpoint declares, else cls)",
-                                 choices=POOLINGS)
+    pooling: str | None = option(None, "head input (unset: the checkpoint's declared, else cls)", choices=POOLINGS)
     device: str = option("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
     precision: str = option("fp32", "bf16: CUDA, or a CPU with native bf16; fp16: CUDA only",
                             choices=("fp32", "bf16", "fp16"))
-    data_dir: str | None = option(None, "a GLUE directory in the tsv layout (unset: $MINIPELT_GLUE_DIR, else the "
-                                        "Hugging Face hub)")
+    data_dir: str | None = option(None, "a GLUE tsv directory (unset: $MINIPELT_GLUE_DIR, else the hub)")
     output_dir: str = option("runs/run", "where results.json and best.safetensors go")
     method_options: dict = field(default_factory=dict)  # PeltConfig overrides, e.g. {"lora_r": 4}
 

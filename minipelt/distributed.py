@@ -35,6 +35,14 @@ class Context:
         torch_dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def gather(self, obj) -> list | None:
+        """Every rank's `obj` in rank order, on rank 0 (None on the others)."""
+        if self.world_size == 1:
+            return [obj]
+        box = [None] * self.world_size if self.is_main else None
+        torch_dist.gather_object(obj, box, dst=0)
+        return box
+
     def shard(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """This rank's slice of a global batch (contiguous rows)."""
         if self.world_size == 1:

@@ -1,13 +1,12 @@
-"""Evaluation: a model's predictions on a split, their metrics, and its mean gate values.
-
-Used by the training loop (the dev set, the final test sets) and by eval.py (a checkpoint).
-"""
+"""Evaluation: a model's predictions on a split, their metrics and its mean gate values; for the
+training loop (dev and test sets) and eval.py (a checkpoint)."""
 import numpy as np
 import torch
 
 from minipelt.classifier import SequenceClassifier
 from minipelt.device import autocast
 from minipelt.fewshot import EncodedSplit, batches
+from minipelt.glue import Task
 from minipelt.metrics import compute_metrics
 
 
@@ -41,8 +40,8 @@ def predict(model: SequenceClassifier, encoded: EncodedSplit, batch_size: int, d
     return torch.cat(predictions).cpu().numpy()[in_order], gates
 
 
-def evaluate(model: SequenceClassifier, encoded: EncodedSplit, task_name: str, batch_size: int,
+def evaluate(model: SequenceClassifier, encoded: EncodedSplit, task: Task, batch_size: int,
              device: torch.device, precision: str = "fp32") -> tuple[dict, dict]:
     """The task's metrics on a labelled split, and the mean gate values."""
     predictions, gates = predict(model, encoded, batch_size, device, precision)
-    return compute_metrics(task_name, predictions, encoded.labels), gates
+    return compute_metrics(task.metrics, predictions, encoded.labels), gates

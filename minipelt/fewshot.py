@@ -5,9 +5,8 @@ K examples to train and the next `dev_size` (1000) as the dev set for checkpoint
 the GLUE dev set is the test set. `k=None` ("full") keeps the first `dev_size` of the
 permutation as dev and trains on all the rest.
 
-The whole training file is tokenised once per tokenizer and max length (an in-memory cache);
-a seed's train and dev sets are then index selections of it, so every seed and K reuses one
-tokenisation. Batches are padded only to their own longest sequence.
+The training file is tokenised once per tokenizer and max length (cached in memory); a seed's
+train and dev sets are index selections of it. Batches are padded to their own longest row.
 """
 import hashlib
 import json
@@ -103,11 +102,8 @@ def num_batches(n: int, batch_size: int) -> int:
 
 def batches(encoded: EncodedSplit, batch_size: int, shuffle: bool,
             generator: torch.Generator | None = None) -> Iterator[dict[str, torch.Tensor]]:
-    """(B, T) int64 input_ids, token_type_ids, attention_mask, padded per batch, and labels if known.
-
-    With shuffle, the order comes from `generator` (torch's global RNG if None), so a seeded
-    generator gives the same batches every run. Labels keep their dtype: int64 or float32.
-    """
+    """(B, T) int64 input_ids, token_type_ids, attention_mask, padded per batch, and labels (int64 or
+    float32) if known. With shuffle, the order comes from `generator` (torch's global RNG if None)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     n = len(encoded)

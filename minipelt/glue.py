@@ -1,9 +1,8 @@
 """GLUE: the task table, and its splits read from local tsv files or the Hugging Face hub.
 
-Where the data comes from, in order: the `data_dir` argument, the `MINIPELT_GLUE_DIR`
-environment variable, else the hub (`nyu-mll/glue`, whose validation split(s) become our
-test set(s), since GLUE's own test labels are hidden). A local directory uses the classic
-`download_glue_data.py` layout, `<dir>/<Task dir>/<file>.tsv`.
+The data comes from `data_dir`, else `$MINIPELT_GLUE_DIR`, else the hub (`nyu-mll/glue`, whose
+validation split(s) are our test set(s): GLUE's test labels are hidden). A local directory has
+the classic `download_glue_data.py` layout, `<dir>/<Task dir>/<file>.tsv`.
 
 Local files are read strictly (tab-separated, no quoting: a `"` inside a sentence stays text),
 every row checked: a bad row is an error naming file, line and problem, never a dropped
@@ -16,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-from minipelt.metrics import TASK_METRICS
 
 HUB_DATASET = "nyu-mll/glue"
 GLUE_DIR_ENV = "MINIPELT_GLUE_DIR"
@@ -33,6 +30,7 @@ class Task:
     text_columns: tuple[str, ...]  # one (single sentence) or two (pair) tsv header names
     label_column: str
     label_names: tuple[str, ...] | None
+    metrics: tuple[str, ...]  # what it reports (the paper, section 4.1), main metric first: metrics.METRICS
     hub_text_columns: tuple[str, ...] = ()  # where the hub names them otherwise
     test_files: dict[str, str] = field(default_factory=lambda: {"test": "dev.tsv"})  # GLUE's dev set is our test
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "test": "validation"})
@@ -40,7 +38,7 @@ class Task:
 
     @property
     def main_metric(self) -> str:
-        return TASK_METRICS[self.name][0]
+        return self.metrics[0]
 
     @property
     def num_labels(self) -> int:
@@ -56,21 +54,25 @@ class Task:
 
 
 PAIR, BINARY, NLI = ("sentence1", "sentence2"), ("0", "1"), ("entailment", "not_entailment")
+ACCURACY, F1 = ("accuracy",), ("f1", "accuracy")
 TASKS = {task.name: task for task in [
     Task(name="cola", dir_name="CoLA", text_columns=("sentence",), label_column="label", label_names=BINARY,
-         headerless_columns=("source", "label", "original_label", "sentence")),
-    Task(name="sst2", dir_name="SST-2", text_columns=("sentence",), label_column="label", label_names=BINARY),
+         metrics=("mcc",), headerless_columns=("source", "label", "original_label", "sentence")),
+    Task(name="sst2", dir_name="SST-2", text_columns=("sentence",), label_column="label", label_names=BINARY,
+         metrics=ACCURACY),
     Task(name="mrpc", dir_name="MRPC", text_columns=("#1 String", "#2 String"), label_column="Quality",
-         label_names=BINARY, hub_text_columns=PAIR),
-    Task(name="stsb", dir_name="STS-B", text_columns=PAIR, label_column="score", label_names=None),
+         label_names=BINARY, metrics=F1, hub_text_columns=PAIR),
+    Task(name="stsb", dir_name="STS-B", text_columns=PAIR, label_column="score", label_names=None,
+         metrics=("spearman", "pearson")),
     Task(name="qqp", dir_name="QQP", text_columns=("question1", "question2"), label_column="is_duplicate",
-         label_names=BINARY),
-    Task(name="mnli", dir_name="MNLI", text_columns=PAIR, label_column="gold_label",
+         label_names=BINARY, metrics=F1),
+    Task(name="mnli", dir_name="MNLI", text_columns=PAIR, label_column="gold_label", metrics=ACCURACY,
          label_names=("entailment", "neutral", "contradiction"), hub_text_columns=("premise", "hypothesis"),
          test_files={"test": "dev_matched.tsv", "test_mismatched": "dev_mismatched.tsv"},
          hub_splits={"train": "train", "test": "validation_matched", "test_mismatched": "validation_mismatched"}),
-    Task(name="qnli", dir_name="QNLI", text_columns=("question", "sentence"), label_column="label", label_names=NLI),
-    Task(name="rte", dir_name="RTE", text_columns=PAIR, label_column="label", label_names=NLI),
+    Task(name="qnli", dir_name="QNLI", text_columns=("question", "sentence"), label_column="label",
+         label_names=NLI, metrics=ACCURACY),
+    Task(name="rte", dir_name="RTE", text_columns=PAIR, label_column="label", label_names=NLI, metrics=ACCURACY),
 ]}
 
 
@@ -165,11 +167,8 @@ def read_tsv(path: Path, task: Task, has_header: bool | None, need_label: bool) 
 
 
 def read_tsv_split(path: str | Path, task_name: str) -> Split:
-    """Your own tsv in the task's GLUE layout, e.g. to evaluate or predict on it.
-
-    It needs a header naming the task's text columns (CoLA's headerless layout is accepted too);
-    the label column is optional: without it `labels` is None. Rows are validated as for GLUE files.
-    """
+    """Your own tsv in the task's GLUE layout, validated as GLUE files are: a header naming the task's
+    text columns (or CoLA's headerless layout); without a label column `labels` is None (predict only)."""
     task, path = get_task(task_name), Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; give the path of a tsv file in the {task.dir_name} layout")

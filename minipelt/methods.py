@@ -27,7 +27,7 @@ PARTS = ("finetune", "bitfit", "adapter", "prefix", "lora")  # the switches of P
 class Method:
     parts: tuple[str, ...]  # the PARTS it turns on, in PARTS order
     title: str  # as the paper's tables name it
-    lr: float  # training defaults: from the dev sweep in docs/training.md
+    lr: float  # training defaults: from the dev sweep in docs/protocol.md
     prefix_lr: float | None = None  # the prefix MLP's own rate; None: lr
     epochs: int = 30
     gated: bool = False  # UniPELT's gates on by default

@@ -1,38 +1,20 @@
-"""GLUE metrics in plain numpy, so evaluation needs no scikit-learn or scipy.
+"""GLUE metrics in plain numpy, so evaluation needs no scikit-learn or scipy (which task reports
+which: the task table, glue.py).
 
-Which metric each task reports follows the UniPELT paper (section 4.1): CoLA Matthews
-correlation; MRPC and QQP F1 (plus accuracy); STS-B Spearman (plus Pearson); the rest
-accuracy. `TASK_METRICS` lists them, main metric first.
-
-Degenerate inputs get a defined value instead of NaN, because a few-shot model that
-predicts one class everywhere is common early in training and checkpoint selection must
-still be able to compare it: MCC, Pearson and Spearman are 0.0 when either side is
-constant (no correlation can be measured), and F1 is 0.0 when neither predictions nor
-labels contain the positive class. Empty inputs, mismatched shapes and non-finite values
-are errors, since they always mean a bug or a diverged model upstream.
+Degenerate inputs get a defined value, not NaN: a few-shot model that predicts one class
+everywhere is common early in training, and checkpoint selection must still compare it. MCC,
+Pearson and Spearman are 0.0 when either side is constant, F1 is 0.0 when neither side has the
+positive class. Empty inputs, mismatched shapes and non-finite values (a bug or a diverged
+model upstream) are errors.
 """
 import numpy as np
-
-TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "cola": ("mcc",),
-    "sst2": ("accuracy",),
-    "mrpc": ("f1", "accuracy"),
-    "stsb": ("spearman", "pearson"),
-    "qqp": ("f1", "accuracy"),
-    "mnli": ("accuracy",),
-    "qnli": ("accuracy",),
-    "rte": ("accuracy",),
-}
-
 
 def _check_pair(predictions, labels) -> tuple[np.ndarray, np.ndarray]:
     """Return both as 1-D arrays of equal, non-zero length, or raise naming the problem."""
     p, y = np.asarray(predictions), np.asarray(labels)
     if p.ndim != 1 or y.ndim != 1:
-        raise ValueError(
-            f"metrics need 1-D arrays, got predictions {p.shape} and labels {y.shape}; "
-            "for classification pass class ids (logits.argmax(-1)), for regression squeeze the last dim"
-        )
+        raise ValueError(f"metrics need 1-D arrays, got predictions {p.shape} and labels {y.shape}; for "
+                         "classification pass class ids (logits.argmax(-1)), for regression squeeze the last dim")
     if p.shape != y.shape:
         raise ValueError(f"{len(p)} predictions but {len(y)} labels; pass one prediction per example")
     if len(p) == 0:
@@ -102,17 +84,9 @@ def spearman(predictions, labels) -> float:
     return pearson(average_ranks(p), average_ranks(y))
 
 
-_METRIC_FUNCTIONS = {
-    "accuracy": accuracy,
-    "f1": f1,
-    "mcc": matthews_corrcoef,
-    "pearson": pearson,
-    "spearman": spearman,
-}
+METRICS = {"accuracy": accuracy, "f1": f1, "mcc": matthews_corrcoef, "pearson": pearson, "spearman": spearman}
 
 
-def compute_metrics(task_name: str, predictions, labels) -> dict[str, float]:
-    """The task's metrics by name, main one first; class ids for classification, scores for STS-B."""
-    if task_name not in TASK_METRICS:
-        raise ValueError(f"unknown task {task_name!r}; expected one of {', '.join(TASK_METRICS)}")
-    return {name: _METRIC_FUNCTIONS[name](predictions, labels) for name in TASK_METRICS[task_name]}
+def compute_metrics(names: tuple[str, ...], predictions, labels) -> dict[str, float]:
+    """The metrics `names` (a task's `metrics`), in that order; class ids for classification, scores for STS-B."""
+    return {name: METRICS[name](predictions, labels) for name in names}

@@ -2,10 +2,8 @@
 
     lr: float | None = option(None, "AdamW learning rate (unset: the method's)", minimum=0)
 
-A field made with `option()` carries its help text and the values it accepts. From that one
-place `add_arguments` writes a --flag for every such field (a new field is a new flag, in
-train.py and bench/grid.py alike), and `check` refuses an impossible value with a message
-naming the flag, both when the command line is parsed and when a config is built in code.
+From the field alone, `add_arguments` writes its --flag (a new field is a new flag), and `check`
+refuses an impossible value naming the flag, when the command line is parsed and in code.
 """
 import argparse
 import typing
@@ -65,20 +63,14 @@ def parser(config_class, name: str):
 def add_arguments(parser_or_group, config_class, skip=(), unset_by_default: bool = False) -> None:
     """A --flag for every option field of `config_class` but those in `skip`.
 
-    unset_by_default: every flag defaults to None (the help names the config's default), so that
-    only what the user gave is recorded, e.g. the method options of a run."""
+    unset_by_default: every flag defaults to None, so that only what the user gave is recorded
+    (e.g. a run's method options); the help still names the config's default."""
     for f in fields(config_class):
         if "help" not in f.metadata or f.name in skip:
             continue
-        if unset_by_default:  # a switch's help says what unset means
-            default = None
-            help = f.metadata["help"] + ("" if value_type(f) is bool else f" (default {f.default})")
-        else:
-            default = None if f.default is MISSING else f.default
-            help = f.metadata["help"] + ("" if default is None else " (default: %(default)s)")
-        if value_type(f) is bool:
-            parser_or_group.add_argument(flag(f.name), action=argparse.BooleanOptionalAction, default=default,
-                                         help=help)
-        else:
-            parser_or_group.add_argument(flag(f.name), type=parser(config_class, f.name), default=default,
-                                         required=f.default is MISSING, choices=f.metadata["choices"], help=help)
+        shown = None if f.default is MISSING or value_type(f) is bool else f.default  # a switch's help says it
+        help = f.metadata["help"] + ("" if shown is None else f" (default: {shown})")
+        default = None if unset_by_default or f.default is MISSING else f.default
+        kind = dict(action=argparse.BooleanOptionalAction) if value_type(f) is bool else dict(
+            type=parser(config_class, f.name), required=f.default is MISSING, choices=f.metadata["choices"])
+        parser_or_group.add_argument(flag(f.name), default=default, help=help, **kind)

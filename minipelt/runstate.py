@@ -4,11 +4,12 @@ In a run's output directory:
     results.json        written once, at the end (atomic)
     best.safetensors    trainable parameters of the best dev evaluation so far (atomic)
     state.safetensors   everything needed to resume, rewritten after every epoch (atomic):
-                        trainable parameters, AdamW moments, scheduler, RNG, counters, options
+                        trainable parameters, AdamW moments, scheduler, fp16 gradient scaler,
+                        every process's RNG (its dropout masks), counters, options
 
-Re-running the same command resumes from state.safetensors; a finished run is not redone.
-A directory holding a run with other options is refused unless --overwrite is given.
-No pickle anywhere: tensors go to safetensors, the rest to JSON in its metadata.
+Re-running the same command resumes from state.safetensors; a finished run is not redone; a
+run with other options in the directory is refused unless --overwrite. No pickle: tensors go
+to safetensors, the rest to JSON in its metadata.
 """
 import dataclasses
 import json
@@ -43,10 +44,6 @@ class RunState:
         return False
 
 
-def comparable(options: dict) -> dict:
-    return {k: v for k, v in options.items() if k not in NOT_COMPARED}
-
-
 def previous_options(out: Path) -> dict | None:
     """The options of the run already in `out` (finished or interrupted), if any."""
     if (out / RESULTS_FILE).exists():
@@ -64,8 +61,8 @@ def prepare_output_dir(out: Path, run, overwrite: bool) -> dict | None:
         for name in (RESULTS_FILE, BEST_FILE, STATE_FILE):
             (out / name).unlink(missing_ok=True)
     elif previous is not None:
-        if comparable(previous) != comparable(dataclasses.asdict(run)):
-            changed = sorted(k for k in comparable(dataclasses.asdict(run)) if previous.get(k) != getattr(run, k))
+        options = dataclasses.asdict(run)
+        if changed := sorted(k for k in options if k not in NOT_COMPARED and previous.get(k) != options[k]):
             raise FileExistsError(f"{out} holds a run with other options ({', '.join(changed)}): use another "
                                   f"--output-dir, or --overwrite to replace it")
         if (out / RESULTS_FILE).exists():
@@ -81,25 +78,35 @@ def prepare_output_dir(out: Path, run, overwrite: bool) -> dict | None:
     return None
 
 
-def save(out: Path, run, state: RunState, model, optimizer, scheduler) -> None:
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's random number generators, which draw its dropout masks."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def save(out: Path, run, state: RunState, model, optimizer, scheduler, scaler, rng_states: list[dict]) -> None:
+    """rng_states: every process's rng_state(), in rank order."""
     tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     optim = optimizer.state_dict()
     for index, moments in optim["state"].items():
         for name, value in moments.items():
             tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
-    tensors["rng.cpu"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    for rank, generators in enumerate(rng_states):
+        tensors.update({f"rng.{rank}.{device}": value for device, value in generators.items()})
     metadata = {
         "state": json.dumps(dataclasses.asdict(state)),
         "param_groups": json.dumps(optim["param_groups"]),
         "scheduler": json.dumps(scheduler.state_dict()),
+        "scaler": json.dumps(scaler.state_dict()),  # {} unless fp16
         "run": json.dumps(dataclasses.asdict(run)),
     }
     atomic_write(out / STATE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
 
 
-def load(out: Path, model, optimizer, scheduler) -> RunState:
+def load(out: Path, model, optimizer, scheduler, scaler, rank: int = 0) -> RunState:
+    """Restore what save() wrote; `rank`: whose random number generators this process takes."""
     path = out / STATE_FILE
     tensors = load_file(str(path))
     with safe_open(str(path), "pt") as f:
@@ -115,7 +122,9 @@ def load(out: Path, model, optimizer, scheduler) -> RunState:
             moments.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": moments, "param_groups": json.loads(metadata["param_groups"])})
     scheduler.load_state_dict(json.loads(metadata["scheduler"]))
-    torch.set_rng_state(tensors["rng.cpu"])
-    if "rng.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    if scaler_state := json.loads(metadata["scaler"]):
+        scaler.load_state_dict(scaler_state)
+    torch.set_rng_state(tensors[f"rng.{rank}.cpu"])
+    if f"rng.{rank}.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors[f"rng.{rank}.cuda"])
     return RunState(**json.loads(metadata["state"]))

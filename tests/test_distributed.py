@@ -45,8 +45,9 @@ def train_args(tiny, output_dir) -> list[str]:
                               "--patience", "1")
 
 
-def torchrun(args: list[str]) -> subprocess.CompletedProcess:
-    """train.py under torchrun with 2 gloo processes; skips the test only if torchrun cannot start them."""
+def torchrun(args: list[str], ends_with: str | None = None) -> subprocess.CompletedProcess:
+    """train.py under torchrun with 2 gloo processes; skips the test only if torchrun cannot start them.
+    ends_with: the error message the run is meant to end with, if it is meant to fail."""
     if not torch.distributed.is_available():
         pytest.skip("this torch build has no torch.distributed")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
@@ -54,7 +55,7 @@ def torchrun(args: list[str]) -> subprocess.CompletedProcess:
     result = subprocess.run(command, cwd=tiny_glue.REPO, env=tiny_glue.ONE_THREAD, capture_output=True, text=True,
                             timeout=300)
     output = result.stdout + result.stderr
-    if result.returncode != 0:
+    if result.returncode != 0 and (ends_with is None or ends_with not in output):
         reason = next((s for s in CANNOT_LAUNCH if s in output), None)
         if reason is not None:
             pytest.skip(f"torchrun could not start 2 processes on this machine ({reason})")
@@ -98,6 +99,23 @@ def test_a_finished_run_is_skipped_on_every_rank(tiny, runs):
     rerun = torchrun(train_args(tiny, tiny.root / "two"))
     assert "already finished" in rerun.stdout
     assert (runs[1] / runstate.RESULTS_FILE).read_text() == before
+
+
+def test_each_rank_draws_its_own_dropout_masks_and_keeps_its_rng_for_resume(tmp_path):
+    """With dropout on, the ranks must not draw the same masks: each rank's RNG is seeded apart after
+    the shared initialisation, and the resume state keeps every rank's RNG. A header-only test file
+    makes the run fail after training, so its state file stays to be read."""
+    model = tmp_path / "model"
+    write_tiny_bert(model)  # dropout 0.1
+    (model / "vocab.txt").write_text("\n".join(tiny_glue.SPECIAL + tiny_glue.WORDS) + "\n")
+    glue = tiny_glue.write_task(tmp_path / "glue", "stsb")
+    tiny_glue.write_rows(glue / "STS-B" / "dev.tsv", tiny_glue.HEADERS["stsb"], [])
+    args = tiny_glue.cli_args(model, glue, tmp_path / "out", "--k", "40", "--epochs", "1")  # 5 batches of 4 + 4
+    torchrun(args, ends_with="cannot evaluate on an empty split")
+    state = load_file(str(tmp_path / "out" / "seed1" / runstate.STATE_FILE))
+    assert {"rng.0.cpu", "rng.1.cpu"} <= state.keys()
+    # Equal slices (4 + 4 rows) draw equally many numbers: only different seeds give different states.
+    assert not torch.equal(state["rng.0.cpu"], state["rng.1.cpu"])
 
 
 def test_a_rank_takes_its_contiguous_slice_of_the_global_batch():

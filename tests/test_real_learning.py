@@ -30,7 +30,7 @@ def test_lora_learns_stsb_on_minilm(minilm_dir, tmp_path):
         torch.manual_seed(run.seed)
         untrained, tokenizer = build_model(run, get_task("stsb"), torch.device("cpu"))
         test = encode_split(load_split("stsb", "test", GLUE), tokenizer, 64)
-        before = evaluate(untrained, test, "stsb", run.eval_batch_size, torch.device("cpu"))[0]["spearman"]
+        before = evaluate(untrained, test, get_task("stsb"), run.eval_batch_size, torch.device("cpu"))[0]["spearman"]
         after = train(run)["test"]["spearman"]
     finally:
         torch.set_num_threads(threads)

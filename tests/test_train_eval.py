@@ -8,6 +8,8 @@ first K then the next dev_size of the seed's permutation) is tested on fewshot.f
 import dataclasses
 import importlib
 import json
+import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,7 +64,7 @@ def test_eval_reproduces_recorded_test_metrics_and_predicts(workspace, runs, tmp
     else:  # class names, and they score what eval.py printed
         ids = [task_info.label_names.index(value) for _, value in rows[1:]]
         labels = load_split(task, "test", workspace.glue).labels
-        assert compute_metrics(task, np.array(ids), labels) == printed["test"]
+        assert compute_metrics(task_info.metrics, np.array(ids), labels) == printed["test"]
 
 
 def test_results_json_records_the_run(workspace, runs):
@@ -100,6 +102,21 @@ def test_eval_on_own_file_with_and_without_labels(workspace, runs, tmp_path, cap
     eval_cli.main(["--checkpoint", str(out), "--file", str(unlabelled), "--predict", str(tmp_path / "b.tsv")])
     assert json.loads(capsys.readouterr().out)[str(unlabelled)] is None  # no labels: nothing scored
     assert (tmp_path / "b.tsv").read_text() == (tmp_path / "a.tsv").read_text()
+
+
+def test_eval_of_a_run_directory_reads_the_runs_data_dir(workspace, runs, capsys, monkeypatch):
+    """Without --data-dir, eval.py evaluates on the data the run was trained with, not on the hub's."""
+    out, results = runs("stsb", "unipelt")
+    assert results["options"]["data_dir"] == str(workspace.glue)
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("this test runs offline: the hub must not be asked")
+
+    monkeypatch.setitem(sys.modules, "datasets", SimpleNamespace(load_dataset=offline))
+    monkeypatch.delenv("MINIPELT_GLUE_DIR", raising=False)
+    capsys.readouterr()
+    eval_cli.main(["--checkpoint", str(out), "--device", "cpu"])
+    assert json.loads(capsys.readouterr().out)["test"] == results["test"]
 
 
 def test_two_seeds_write_summary_with_mean_and_std(workspace, tmp_path):

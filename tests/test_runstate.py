@@ -1,0 +1,45 @@
+"""The resume state (minipelt/runstate.py) round-trips what a resumed run needs beyond the weights:
+every process's random number generators (its dropout masks) and the fp16 gradient scaler."""
+import dataclasses
+
+import pytest
+import torch
+from conftest import TINY
+
+from minipelt import runstate
+from minipelt.bert import BertModel
+from minipelt.classifier import SequenceClassifier
+from minipelt.config import TrainConfig
+from minipelt.methods import PeltConfig, mark_trainable
+
+
+def training_objects(scaler_scale: float):
+    torch.manual_seed(0)
+    model = SequenceClassifier(BertModel(TINY, PeltConfig.from_method("lora")), num_labels=2)
+    mark_trainable(model, model.bert.pelt)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    scaler.scale(torch.ones(1))  # the scale exists from the first scaled loss on
+    scaler.update(new_scale=scaler_scale)
+    return model, optimizer, scheduler, scaler
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_resume_restores_each_ranks_rng_and_the_fp16_scaler(tmp_path):
+    model, optimizer, scheduler, scaler = training_objects(scaler_scale=256.0)
+    ranks = []
+    for seed in (1, 2):  # two processes whose dropout generators differ
+        torch.manual_seed(seed)
+        torch.rand(3)
+        ranks.append(runstate.rng_state())
+    run = TrainConfig(task="stsb", k=10)
+    runstate.save(tmp_path, run, runstate.RunState(epoch=1, step=5), model, optimizer, scheduler, scaler, ranks)
+
+    for rank in (0, 1):
+        model, optimizer, scheduler, fresh_scaler = training_objects(scaler_scale=65536.0)
+        torch.manual_seed(99)
+        state = runstate.load(tmp_path, model, optimizer, scheduler, fresh_scaler, rank)
+        assert dataclasses.astuple(state)[:2] == (1, 5)
+        assert torch.equal(torch.get_rng_state(), ranks[rank]["cpu"]), f"rank {rank} got another rank's RNG"
+        assert fresh_scaler.state_dict() == scaler.state_dict() and fresh_scaler.get_scale() == 256.0
