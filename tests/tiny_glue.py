@@ -11,6 +11,8 @@ GLUE's dev file is our test set):
   rte   classification: entailment iff sentence2's words all occur in sentence1
 Both carry some signal; whether a tiny random BERT learns it does not matter here. Deterministic in `seed`.
 """
+import importlib
+import json
 import os
 import random
 import subprocess
@@ -18,6 +20,7 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from conftest import TINY, write_tiny_bert
 
 from minipelt.config import TrainConfig
@@ -106,3 +109,24 @@ def run_script(script: str, *args, timeout: float = 120) -> subprocess.Completed
     """`python SCRIPT ARGS` from the repository root, as a user runs it; stdout and stderr captured."""
     return subprocess.run(command(script, *args), cwd=REPO, env=ONE_THREAD, capture_output=True, text=True,
                           timeout=timeout)
+
+
+eval_cli = importlib.import_module("eval")  # eval.py; a plain `import eval` would shadow the builtin
+
+
+def run_args(workspace, output_dir, *extra, task="rte", method="lora") -> list[str]:
+    """cli_args for the workspace's model and data (a LoRA run on RTE unless told)."""
+    return cli_args(workspace.model, workspace.glue, output_dir, *extra, task=task, method=method)
+
+
+def cli_error(main, args) -> str:
+    """The message a CLI exits with; fails the test if it exits cleanly or is not an `error: ...`."""
+    with pytest.raises(SystemExit) as exit_:
+        main([str(a) for a in args])
+    message = exit_.value.code
+    assert isinstance(message, str) and message.startswith("error: "), message
+    return message
+
+
+def results(run_dir) -> dict:
+    return json.loads((Path(run_dir) / "results.json").read_text())

@@ -1,0 +1,204 @@
+"""User mistakes on train.py and eval.py (tiny BERT and data, tests/tiny_glue.py): every one ends in
+`error: <problem>: <fix>`, exit status 1, no traceback.
+
+Most checks call train.main / eval.main in-process (SystemExit carries the message and an uncaught
+exception would fail the test, as a traceback would); one runs real processes to show that a message
+reaches stderr without a traceback. Impossible option values: test_options.py.
+"""
+import dataclasses
+import json
+import shutil
+
+import pytest
+import tiny_glue
+import torch
+from conftest import TINY, write_tiny_bert
+from tiny_glue import cli_error, eval_cli, run_args
+
+import train as train_cli
+from minipelt.checkpoint import load_trainable, model_from_checkpoint
+from minipelt.trainer import train
+
+
+@pytest.fixture(scope="module")
+def lora_run(workspace):
+    """A finished LoRA run on RTE (one epoch)."""
+    out = workspace.root / "lora"
+    train(tiny_glue.config(workspace.model, workspace.glue, out, task="rte", method="lora", epochs=1))
+    return out
+
+
+# ---------------------------------------------------------------- train.py
+
+
+def copy_model(workspace, tmp_path):
+    return shutil.copytree(workspace.model, tmp_path / "model")
+
+
+def copy_glue_with_row(workspace, tmp_path, row: str):
+    """The RTE data with its first training row replaced by `row`."""
+    glue = shutil.copytree(workspace.glue, tmp_path / "glue")
+    path = glue / "RTE" / "train.tsv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], row, *lines[2:]]) + "\n")
+    return glue
+
+
+def missing_weights(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    (model / "model.safetensors").unlink()
+    return {"--model": model}, ["no weights at", "model.safetensors", "fetch"]
+
+
+def pickle_weights(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    (model / "model.safetensors").rename(model / "pytorch_model.bin")
+    return {"--model": model}, ["pytorch_model.bin is there, but pickles are never loaded", "convert it to safetensors"]
+
+
+def truncated_weights(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    return {"--model": model}, ["is not a readable safetensors file", "truncated", "Fetch it again"]
+
+
+def not_safetensors(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    (model / "model.safetensors").write_text("<html>404 Not Found</html>")
+    return {"--model": model}, ["is not a readable safetensors file", "in another format"]
+
+
+def config_mismatch(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    return {"--model": model}, ["do not fit this BERT config", "wrong shape: encoder.layer.0.intermediate.dense",
+                                "Check that config.json belongs to these weights"]
+
+
+def unknown_task(workspace, tmp_path):
+    return {"--task": "wnli"}, ["unknown GLUE task 'wnli'", "choose one of: cola"]
+
+
+def unknown_method(workspace, tmp_path):
+    return {"--method": "adaptr"}, ["unknown method 'adaptr'", "use one of finetune"]
+
+
+def unknown_model(workspace, tmp_path):
+    return {"--model": "bert-huge"}, ["unknown model 'bert-huge'", "give a directory with config.json"]
+
+
+def k_too_large(workspace, tmp_path):
+    return {"--k": "70"}, ["K=70 train + 20 dev examples = 90, but the training set has only 80", "use --k 60 or less"]
+
+
+def wrong_column_count(workspace, tmp_path):
+    return ({"--data-dir": copy_glue_with_row(workspace, tmp_path, "0\tone sentence\tentailment")},
+            ["train.tsv, line 2: 3 tab-separated columns, expected 4", "a tab inside a text, or a truncated row"])
+
+
+def label_out_of_range(workspace, tmp_path):
+    return ({"--data-dir": copy_glue_with_row(workspace, tmp_path, "0\tcat dog\tcat\tneutral")},
+            ["train.tsv, line 2: label 'neutral'", "not one of ['entailment', 'not_entailment']",
+             "fix or remove the row"])
+
+
+def empty_text(workspace, tmp_path):
+    return ({"--data-dir": copy_glue_with_row(workspace, tmp_path, "0\t \tcat\tentailment")},
+            ["train.tsv, line 2: empty text in column 'sentence1'", "fill it in or remove the row"])
+
+
+def unwritable_output_dir(workspace, tmp_path):
+    (tmp_path / "afile").write_text("a file, so nothing can be created below it (even by root)")
+    return {"--output-dir": tmp_path / "afile" / "sub"}, ["cannot write to the output directory",
+                                                          "choose a writable --output-dir"]
+
+
+BAD_INPUTS = [missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
+              unknown_method, unknown_model, k_too_large, wrong_column_count, label_out_of_range,
+              empty_text, unwritable_output_dir]
+
+
+@pytest.mark.parametrize("bad_input", BAD_INPUTS, ids=lambda f: f.__name__)
+def test_train_bad_input_names_problem_and_fix(workspace, tmp_path, bad_input):
+    changes, expected = bad_input(workspace, tmp_path)
+    args = run_args(workspace, tmp_path / "out")
+    for option, value in changes.items():  # replace the option's value in place
+        args[args.index(option) + 1] = str(value)
+    message = cli_error(train_cli.main, args)
+    for part in expected:
+        assert part in message, (part, message)
+
+
+@pytest.mark.parametrize("bad_input", [unknown_task, unwritable_output_dir], ids=lambda f: f.__name__)
+def test_train_process_prints_error_without_traceback(workspace, tmp_path, bad_input):
+    changes, expected = bad_input(workspace, tmp_path)
+    args = run_args(workspace, tmp_path / "out", *(str(x) for item in changes.items() for x in item))
+    done = tiny_glue.run_script("train.py", *args)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and expected[0] in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda_names_the_fix(workspace, lora_run, tmp_path):
+    for message in (cli_error(train_cli.main, run_args(workspace, tmp_path, "--device", "cuda")),
+                    cli_error(eval_cli.main, ["--checkpoint", lora_run, "--device", "cuda"])):
+        assert "torch sees no CUDA device" in message and "use --device cpu" in message
+
+
+# ---------------------------------------------------------------- eval.py: bad checkpoints and files
+
+
+def test_eval_bad_checkpoints_name_problem_and_fix(workspace, lora_run, tmp_path):
+    message = cli_error(eval_cli.main, ["--checkpoint", tmp_path / "nothing"])
+    assert "no checkpoint at" in message and "pass the best.safetensors that train.py wrote" in message
+
+    base_weights = workspace.model / "model.safetensors"
+    message = cli_error(eval_cli.main, ["--checkpoint", base_weights, "--model", workspace.model, "--task", "rte"])
+    assert "is not a minipelt checkpoint" in message
+
+    write_tiny_bert(tmp_path / "other", seed=1)  # same shapes, other weights
+    shutil.copy(workspace.model / "vocab.txt", tmp_path / "other")
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--model", tmp_path / "other"])
+    assert "was trained on other base weights" in message and "pass the --model it was trained with" in message
+
+    write_tiny_bert(tmp_path / "wider", config=dataclasses.replace(TINY, hidden_size=48))  # another shape
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--model", tmp_path / "wider"])
+    assert "was trained on a base model of another shape" in message and "load the base model" in message
+
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--task", "stsb"])
+    assert "has a head with 2 outputs, but stsb has 1" in message and "pass the --task it was trained on" in message
+
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run / "best.safetensors", "--task", "rte"])
+    assert "pass --model and --task" in message
+
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--task", "wnli"])
+    assert "unknown GLUE task 'wnli'" in message
+
+
+def test_checkpoint_of_another_method_is_refused(workspace, lora_run, tmp_path):
+    adapter = tmp_path / "adapter"
+    train(tiny_glue.config(workspace.model, workspace.glue, adapter, task="rte", method="adapter", epochs=1))
+    mixed = shutil.copytree(lora_run, tmp_path / "mixed")  # LoRA's results.json, the adapter's checkpoint
+    shutil.copy(adapter / "best.safetensors", mixed / "best.safetensors")
+    message = cli_error(eval_cli.main, ["--checkpoint", mixed])
+    assert "holds a adapter checkpoint, but results.json beside it records method lora" in message
+    assert "come from different runs" in message
+
+    model = model_from_checkpoint(lora_run / "best.safetensors", workspace.model)  # the library check behind it
+    with pytest.raises(ValueError, match="was trained with method adapter .* build the model with the checkpoint"):
+        load_trainable(model, adapter / "best.safetensors")
+
+
+def test_eval_bad_files_name_problem_and_fix(lora_run, tmp_path):
+    header_only = tiny_glue.write_rows(tmp_path / "empty.tsv", tiny_glue.HEADERS["rte"], [])
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--file", header_only])
+    assert "has no examples (a header only?)" in message and "add rows" in message
+
+    unlabelled = tiny_glue.write_rows(tmp_path / "u.tsv", "index\tsentence1\tsentence2", ["0\tcat dog\tcat"])
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--file", unlabelled])
+    assert "has no 'label' column" in message and "pass --predict OUT.tsv" in message
+
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--file", tmp_path / "nope.tsv"])
+    assert "nope.tsv does not exist" in message
