@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The dev-split sweep behind the per-method defaults (minipelt/trainer.py METHOD_DEFAULTS), and the
+# The dev-split sweep behind the per-method defaults (METHODS in minipelt/methods.py), and the
 # fp32-vs-bf16 check: MiniLM (mean pooling), K = 100, 30 epochs, dev = 1000 examples evaluated
 # every 28 steps (4 epochs) and at the last step. Tuning uses the dev splits of STS-B and CoLA only.
 #
