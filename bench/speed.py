@@ -54,6 +54,7 @@ from bench.measure import PeakMemory, cpu_name, timed
 from bench.speed_report import human, markdown, summarise
 from minipelt.bert import BertConfig, BertModel
 from minipelt.classifier import SequenceClassifier
+from minipelt.device import autocast
 from minipelt.lora import LoRALinear
 from minipelt.methods import METHODS, PeltConfig, mark_trainable
 from minipelt.summary import KINDS, count_trainable
@@ -128,10 +129,11 @@ def measure_one(args, method: str) -> dict:
     result = dict(method=method, **parameter_counts(model))
 
     def forward():
-        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        with autocast(device, args.precision):
+            return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
     def train_step():
-        loss = F.cross_entropy(forward(), batch["labels"])
+        loss = F.cross_entropy(forward().float(), batch["labels"])
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -181,7 +183,7 @@ def child_command(args, method: str, out: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), "--one", method, "--json-out", out,
             "--model", args.model, "--device", args.device, "--batch-size", str(args.batch_size),
             "--seq-len", str(args.seq_len), "--steps", str(args.steps), "--warmup", str(args.warmup),
-            "--threads", str(args.threads)]
+            "--threads", str(args.threads), "--precision", args.precision]
 
 
 def run_all(args) -> dict:
@@ -212,7 +214,7 @@ def environment(args) -> dict:
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         torch=torch.__version__, python=platform.python_version(),
         model=args.model, device=args.device, threads=args.threads, batch_size=args.batch_size,
-        seq_len=args.seq_len, steps=args.steps, warmup=args.warmup, pooling="cls", precision="fp32",
+        seq_len=args.seq_len, steps=args.steps, warmup=args.warmup, pooling="cls", precision=args.precision,
         optimizer="torch.optim.AdamW, default implementation, lr 1e-5, no gradient clipping",
         inputs="random token ids, no padding (attention_mask all ones)",
         note=args.note,
@@ -230,6 +232,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="minilm", help="bert-base (random, bert-base shape), minilm, or a directory")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="autocast as in train.py: bf16 on CUDA or a CPU with native bf16, fp16 on CUDA")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=10, help="measured steps (median reported)")
@@ -263,7 +267,7 @@ def main(argv=None) -> None:
     name = Path(args.model).name if Path(args.model).is_dir() else args.model
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / f"speed_{name}_{args.device.split(':')[0]}"
+    stem = out_dir / (f"speed_{name}_{args.device.split(':')[0]}" + ("" if args.precision == "fp32" else f"_{args.precision}"))
     stem.with_suffix(".json").write_text(json.dumps(dict(env=env, summary=rows, raw=results), indent=2) + "\n")
     stem.with_suffix(".md").write_text(text)
     print(f"wrote {stem}.json and {stem}.md")
