@@ -10,6 +10,12 @@ def human(n: int) -> str:
             return f"{n / size:.3g}{unit}"
     return str(n)
 
+
+def percent(value) -> str:
+    """A paper's percentage, or '-' for a method the paper does not have."""
+    return "-" if value == "-" else f"{value}%"
+
+
 def summarise(results: dict, cpu_time: bool) -> dict:
     """Medians (ms) and ratios to fine-tuning (%), per method; with cpu_time also the process-CPU-time ones."""
     ft = results["finetune"]
@@ -21,7 +27,7 @@ def summarise(results: dict, cpu_time: bool) -> dict:
                    params_pct=100 * r["params"] / ft["params"],
                    train_peak_mib=r["train_peak_bytes"] / 2**20,
                    train_peak_pct=100 * r["train_peak_bytes"] / ft["train_peak_bytes"],
-                   paper=dict(zip(("params", "train_pct", "infer_pct"), paper.TABLE4[method])))
+                   paper=dict(zip(("params", "train_pct", "infer_pct"), paper.TABLE4.get(method, ("-",) * 3))))
         if "merged" in r:
             row["merged"] = r["merged"]
         for clock in clocks:
@@ -72,9 +78,9 @@ def markdown(env: dict, rows: dict, results: dict) -> str:
         p = r["paper"]
         cells = [method, params, p["params"], f"{r['train_ms']:.0f}", f"{r['train_pct']:.0f}%"]
         cells += [f"{r['train_cpu_pct']:.0f}%"] if cpu_time else []
-        cells += [f"{p['train_pct']}%", f"{r['infer_ms']:.0f}", f"{r['infer_pct']:.0f}%"]
+        cells += [percent(p["train_pct"]), f"{r['infer_ms']:.0f}", f"{r['infer_pct']:.0f}%"]
         cells += [f"{r['infer_cpu_pct']:.0f}%"] if cpu_time else []
-        cells += [f"{p['infer_pct']}%", merged, f"{r['train_peak_mib']:.0f} ({r['train_peak_pct']:.0f}%)"]
+        cells += [percent(p["infer_pct"]), merged, f"{r['train_peak_mib']:.0f} ({r['train_peak_pct']:.0f}%)"]
         lines.append("| " + " | ".join(cells) + " |")
     notes = [f"{m}: {r['merged']}" for m, r in results.items() if "merged" in r]
     lines += [""]
