@@ -9,7 +9,8 @@
 # (STS-B, UniPELT and LoRA, seeds 1-3), then the second learning rates.
 # Each line of RUNS: TASK METHOD LR PREFIX_LR ('-': the prefix MLP uses LR) PRECISION SEED.
 # A shard i/n runs lines i, i+n, ...; finished runs are skipped, so re-running resumes. Results land in
-# runs/sweep/<task>/<method>-lr<lr>-plr<plr>-<precision>/seed<seed>/results.json.
+# runs/sweep/<task>/<method>-lr<lr>-plr<plr>-<precision>/seed<seed>/results.json; a run recorded in
+# bench/results/sweep (`python bench/sweep_table.py --record runs/sweep`, committed) is never rerun.
 set -u
 shard=${1:-0/1}; i=${shard%/*}; n=${shard#*/}
 glue=${GLUE:-../shared/data/glue}
@@ -17,11 +18,12 @@ export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 line=0; failed=0
 while read -r task method lr plr precision seed; do
   [ -z "$task" ] && continue
-  if [ $((line % n)) -eq "$i" ]; then
+  setting="$method-lr$lr-plr$plr-$precision"
+  if [ $((line % n)) -eq "$i" ] && [ ! -e "bench/results/sweep/$task/$setting/seed$seed.json" ]; then
     prefix_lr=$plr; [ "$plr" = "-" ] && prefix_lr=$lr
     python train.py --task "$task" --k 100 --method "$method" --lr "$lr" --prefix-lr "$prefix_lr" --epochs 30 \
       --eval-every 28 --dev-size 1000 --seeds "$seed" --precision "$precision" --model minilm --data-dir "$glue" \
-      --output-dir "runs/sweep/$task/$method-lr$lr-plr$plr-$precision" || failed=1
+      --output-dir "runs/sweep/$task/$setting" || failed=1
   fi
   line=$((line + 1))
 done <<'RUNS'
