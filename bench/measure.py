@@ -6,6 +6,7 @@ import resource
 import time
 
 import torch
+import torch.nn.functional as F
 
 
 def sync(device: torch.device) -> None:
@@ -84,3 +85,42 @@ def cpu_name() -> str:
             return re.search(r"^model name\s*:\s*(.*)$", f.read(), re.M).group(1)
     except (OSError, AttributeError):
         return platform.processor()
+
+
+def inference_times(forward, steps: int, warmup: int, device: torch.device) -> tuple[list[float], list[float]]:
+    with torch.no_grad():
+        timed(forward, warmup, device)
+        return timed(forward, steps, device)
+
+
+def train_then_infer(model, forward, labels, optimizer, steps: int, warmup: int, device: torch.device,
+                     after_training) -> dict:
+    """The protocol speed.py and peers.py share: in train mode, warm-up and measured steps (forward,
+    cross-entropy, backward, AdamW) under the peak-memory probe; then `after_training()` (the gradient
+    check: a backward before the memory measurement would leave its freed activations in the heap,
+    and the train steps would reuse them without raising the peak); then inference in eval mode."""
+    def train_step():
+        F.cross_entropy(forward().float(), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    model.train()
+    memory = PeakMemory(device)
+    memory.start()
+    timed(train_step, warmup, device)
+    train, train_cpu = timed(train_step, steps, device)
+    result = dict(train_peak_bytes=memory.stop(), memory_method=memory.how)
+    if device.type == "cuda":
+        result["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+    result.update(after_training())
+    model.eval()
+    infer, infer_cpu = inference_times(forward, steps, warmup, device)
+    return dict(result, train_s=train, train_cpu_s=train_cpu, infer_s=infer, infer_cpu_s=infer_cpu)
+
+
+def check_args(parser, args) -> None:
+    """The options speed.py and peers.py share."""
+    if args.steps < 1 or args.warmup < 0:
+        parser.error("--steps must be >= 1 and --warmup >= 0")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device")

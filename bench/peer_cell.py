@@ -9,10 +9,9 @@ import hashlib
 import sys
 
 import torch
-import torch.nn.functional as F
 
 from bench import speed  # the protocol (speed.measure_one) and its helpers
-from bench.measure import PeakMemory, timed
+from bench.measure import inference_times, train_then_infer
 from bench.peer_models import build_peer
 from bench.speed import ROOT, gradient_check, make_batch
 
@@ -34,30 +33,11 @@ def measure_peer(args, library: str, method: str) -> dict:
     def forward():
         return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
-    def train_step():
-        F.cross_entropy(forward(), batch["labels"]).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def inference_times() -> tuple[list[float], list[float]]:
-        with torch.no_grad():
-            timed(forward, args.warmup, device)
-            return timed(forward, args.steps, device)
-
-    model.train()
-    memory = PeakMemory(device)
-    memory.start()
-    timed(train_step, args.warmup, device)
-    train, train_cpu = timed(train_step, args.steps, device)
-    result.update(train_peak_bytes=memory.stop(), memory_method=memory.how)
-    result.update(gradient_check(model, batch))  # after the memory measurement, as in speed.py
-
-    model.eval()
-    infer, infer_cpu = inference_times()
-    result.update(train_s=train, train_cpu_s=train_cpu, infer_s=infer, infer_cpu_s=infer_cpu)
+    result.update(train_then_infer(model, forward, batch["labels"], optimizer, args.steps, args.warmup, device,
+                                   lambda: gradient_check(model, batch)))
     if merge is not None:
         result["merged"] = merge(model)
-        result["merged_infer_s"], result["merged_infer_cpu_s"] = inference_times()
+        result["merged_infer_s"], result["merged_infer_cpu_s"] = inference_times(forward, args.steps, args.warmup, device)
     return result
 
 

@@ -67,7 +67,7 @@ from pathlib import Path
 
 import torch
 
-from bench.measure import cpu_name
+from bench.measure import check_args, cpu_name
 from bench.peer_cell import measure_cell, source_digest
 from bench.peer_models import METHODS, MODELS, PEERS
 from bench.peers_report import markdown, ms, summarise
@@ -189,10 +189,7 @@ def main(argv=None) -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one cell in this process
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no CUDA device")
+    check_args(parser, args)
 
     if args.one:
         args.models, args.shapes, args.methods = args.models[0], args.shapes[0], args.methods[0]

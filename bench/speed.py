@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.measure import PeakMemory, cpu_name, timed
+from bench.measure import check_args, cpu_name, inference_times, train_then_infer
 from bench.speed_report import human, markdown, summarise
 from minipelt.bert import BertConfig, BertModel
 from minipelt.classifier import SequenceClassifier
@@ -132,33 +132,8 @@ def measure_one(args, method: str) -> dict:
         with autocast(device, args.precision):
             return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
-    def train_step():
-        loss = F.cross_entropy(forward().float(), batch["labels"])
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def inference_times() -> tuple[list[float], list[float]]:
-        with torch.no_grad():
-            timed(forward, args.warmup, device)
-            return timed(forward, args.steps, device)
-
-    model.train()
-    memory = PeakMemory(device)
-    memory.start()
-    timed(train_step, args.warmup, device)
-    train, train_cpu = timed(train_step, args.steps, device)
-    result["train_peak_bytes"] = memory.stop()
-    result["memory_method"] = memory.how
-    if device.type == "cuda":
-        result["cuda_max_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
-    # After the memory measurement: a backward before it would leave its freed activations in
-    # the process heap, and the train steps would then reuse them without raising the peak RSS.
-    result.update(gradient_check(model, batch))
-
-    model.eval()
-    infer, infer_cpu = inference_times()
-    result.update(train_s=train, train_cpu_s=train_cpu, infer_s=infer, infer_cpu_s=infer_cpu)
+    result.update(train_then_infer(model, forward, batch["labels"], optimizer, args.steps, args.warmup, device,
+                                   lambda: gradient_check(model, batch)))
 
     merged_what = []
     if model.bert.pelt.lora and not model.bert.pelt.gated:
@@ -170,7 +145,7 @@ def measure_one(args, method: str) -> dict:
         model.bert.prefix.fold()
         merged_what.append("prefix folded")
     if merged_what:
-        merged, merged_cpu = inference_times()
+        merged, merged_cpu = inference_times(forward, args.steps, args.warmup, device)
         result.update(merged=" + ".join(merged_what), merged_infer_s=merged, merged_infer_cpu_s=merged_cpu)
     return result
 
@@ -247,10 +222,7 @@ def main(argv=None) -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one method in this process
     parser.add_argument("--json-out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        parser.error("--steps must be >= 1 and --warmup >= 0")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: torch sees no CUDA device")
+    check_args(parser, args)
     torch.set_num_threads(args.threads)
 
     if args.one:
