@@ -122,9 +122,13 @@ def load(out: Path, model, optimizer, scheduler, scaler, rank: int = 0) -> RunSt
             moments.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": moments, "param_groups": json.loads(metadata["param_groups"])})
     scheduler.load_state_dict(json.loads(metadata["scheduler"]))
-    if scaler_state := json.loads(metadata["scaler"]):
+    if scaler_state := json.loads(metadata.get("scaler", "{}")):  # no "scaler": written before fp16 resume
         scaler.load_state_dict(scaler_state)
-    torch.set_rng_state(tensors[f"rng.{rank}.cpu"])
-    if f"rng.{rank}.cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors[f"rng.{rank}.cuda"])
+    # Files written before every rank saved its own generators hold rank 0's as rng.cpu / rng.cuda.
+    generators = {"cpu": f"rng.{rank}.cpu", "cuda": f"rng.{rank}.cuda"}
+    if generators["cpu"] not in tensors and rank == 0:
+        generators = {"cpu": "rng.cpu", "cuda": "rng.cuda"}
+    torch.set_rng_state(tensors[generators["cpu"]])
+    if generators["cuda"] in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors[generators["cuda"]])
     return RunState(**json.loads(metadata["state"]))

@@ -43,3 +43,25 @@ def test_resume_restores_each_ranks_rng_and_the_fp16_scaler(tmp_path):
         assert dataclasses.astuple(state)[:2] == (1, 5)
         assert torch.equal(torch.get_rng_state(), ranks[rank]["cpu"]), f"rank {rank} got another rank's RNG"
         assert fresh_scaler.state_dict() == scaler.state_dict() and fresh_scaler.get_scale() == 256.0
+
+
+def test_a_state_file_of_the_previous_format_still_resumes(tmp_path):
+    """Before per-rank generators and the scaler were saved, the state held rng.cpu and no "scaler":
+    an interrupted run from then must still resume (rank 0 takes those generators)."""
+    from safetensors.torch import load_file, safe_open, save_file
+
+    model, optimizer, scheduler, scaler = training_objects(scaler_scale=256.0)
+    torch.manual_seed(7)
+    rng = runstate.rng_state()
+    runstate.save(tmp_path, TrainConfig(task="stsb", k=10), runstate.RunState(epoch=2, step=9), model, optimizer,
+                  scheduler, scaler, [rng])
+    path = tmp_path / runstate.STATE_FILE
+    tensors = {("rng.cpu" if k == "rng.0.cpu" else k): v for k, v in load_file(str(path)).items()}
+    with safe_open(str(path), "pt") as f:
+        metadata = {k: v for k, v in f.metadata().items() if k != "scaler"}
+    save_file(tensors, str(path), metadata)
+
+    model, optimizer, scheduler, fresh_scaler = training_objects(scaler_scale=65536.0)
+    torch.manual_seed(99)
+    state = runstate.load(tmp_path, model, optimizer, scheduler, fresh_scaler)
+    assert dataclasses.astuple(state)[:2] == (2, 9) and torch.equal(torch.get_rng_state(), rng["cpu"])
