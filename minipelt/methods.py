@@ -36,11 +36,11 @@ class Method:
 METHODS = {  # in the order of the paper's tables
     "finetune": Method(("finetune",), "Fine-tuning", lr=5e-5),
     "bitfit": Method(("bitfit",), "BitFit", lr=5e-3),
-    "adapter": Method(("adapter",), "Adapter", lr=1e-3),
-    "prefix": Method(("prefix",), "Prefix", lr=1e-3, prefix_lr=1e-4),
+    "adapter": Method(("adapter",), "Adapter", lr=3e-3),
+    "prefix": Method(("prefix",), "Prefix", lr=1e-3),
     "lora": Method(("lora",), "LoRA", lr=1e-3),
-    "unipelt-ap": Method(("adapter", "prefix"), "UniPELT (AP)", lr=1e-3, prefix_lr=1e-4, gated=True),
-    "unipelt": Method(("adapter", "prefix", "lora"), "UniPELT (APL)", lr=1e-3, prefix_lr=1e-4, gated=True),
+    "unipelt-ap": Method(("adapter", "prefix"), "UniPELT (AP)", lr=1e-3, gated=True),
+    "unipelt": Method(("adapter", "prefix", "lora"), "UniPELT (APL)", lr=1e-3, gated=True),
 }
 
 
