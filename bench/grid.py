@@ -3,7 +3,7 @@
     python bench/grid.py --model minilm --data-dir ../shared/data/glue          # the whole grid
     python bench/grid.py --tasks stsb rte --ks 100 --methods lora unipelt --seeds 1 2
     python bench/grid.py --shard 1/4 --list                                     # what shard 1 of 4 runs
-    python bench/grid.py --aggregate                                            # tables and plots
+    python bench/grid.py --aggregate --data-dir ../shared/data/glue             # tables and plots
 
 Each cell trains into runs/grid/<task>/k<K>/<method>/seed<S>/ (results.json, best.safetensors).
 Running the same command again resumes: train() returns the results of a finished run with the
@@ -18,7 +18,8 @@ fixed order (the paper's task and method order, then K, then seed) whatever orde
 were given in, so n processes started with the same selection split the grid between them
 without talking to each other: one per GPU, or one per element of a cluster job array.
 
---aggregate writes the tables and plots of bench/report.py, from the records, into bench/results/.
+--aggregate writes the tables and plots of bench/report.py, from the records, into bench/results/
+(with --data-dir, beside the trivial predictor: bench/baselines.py).
 """
 import argparse
 import json
@@ -124,7 +125,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.aggregate:
-        report.aggregate(args.record_dir, args.results_dir)
+        report.aggregate(args.record_dir, args.results_dir, args.data_dir)
         return 0
     try:
         cells = cell_list(args.tasks, args.ks, args.methods, args.seeds)

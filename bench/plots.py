@@ -80,7 +80,7 @@ def plot_score_vs_k(plt, cells: dict, path: Path) -> None:
         for method in methods:
             ks = ordered_ks(k for (k, m, tt) in cells if (m, tt) == (method, t))
             if ks:
-                values = [cells[k, method, t] for k in ks]
+                values = [list(cells[k, method, t].values()) for k in ks]  # per seed
                 ax.errorbar(ks, [np.mean(v) for v in values], yerr=[np.std(v) for v in values], marker="o",
                             markersize=3, capsize=2, label=title(method))
         ax.set_title(f"{get_task(t).dir_name} ({get_task(t).main_metric})", fontsize=9)

@@ -3,7 +3,9 @@
     python bench/grid.py --aggregate        # writes into bench/results/:
 
     grid_table1.md/.csv   Table 1: test main metric x100, mean +- std over seeds, beside the paper's
-    grid_table2.md/.csv   Table 2's question: UniPELT vs the per-task best of adapter, prefix, LoRA
+    grid_table2.md/.csv   Table 2's question: UniPELT vs the per-task best of adapter, prefix, LoRA, and vs
+                          fine-tuning, paired by seed
+    grid_check.md         the defaults check: K = 100, seed 1, beside the trivial predictor (bench/baselines.py)
     grid_gates.png        UniPELT's mean gate values on the test set, by layer (needs matplotlib)
     grid_score_vs_k.png   score vs K for every method (needs matplotlib)
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench import paper, plots
+from bench import baselines, paper, plots
 from bench.paper import k_label, ordered_ks, ordered_methods, title
 from minipelt.glue import get_task
 
@@ -35,14 +37,13 @@ def load_results(record_dir: Path) -> list[dict]:
     return results
 
 
-def scores(results: list[dict]) -> dict[tuple, list[float]]:
-    """(K, method, task) -> the test main metric x100 of each seed."""
-    cells: dict[tuple, list[float]] = {}
+def scores(results: list[dict]) -> dict[tuple, dict[int, float]]:
+    """(K, method, task) -> {seed: the test main metric x100}."""
+    cells: dict[tuple, dict[int, float]] = {}
     for r in results:
         value = 100 * r["test"][get_task(r["task"]).main_metric]
-        cells.setdefault((r["k"], r["method"], r["task"]), []).append(value)
+        cells.setdefault((r["k"], r["method"], r["task"]), {})[r["seed"]] = value
     return cells
-
 
 
 def average(values: dict[str, float]) -> tuple[float | None, str]:
@@ -86,10 +87,12 @@ def seed_counts(cells: dict, k, method: str) -> str:
     return str(min(counts)) if min(counts) == max(counts) else f"{min(counts)}-{max(counts)}"
 
 
-def table1(cells: dict, models: str) -> tuple[str, list[list]]:
-    """Markdown (ours, then the paper's, for every K we have) and CSV rows."""
+def table1(cells: dict, models: str, settings: str, trivial: dict[str, float]) -> tuple[str, list[list]]:
+    """Markdown (ours, then the paper's, for every K we have) and CSV rows; the trivial predictor's row
+    (bench/baselines.py) closes each of ours."""
     parts = [f"# Few-shot GLUE: Table 1 of the paper, ours beside it\n\nOurs: model {models}, mean ± std over "
-             f"seeds (population std). The paper: BERT-base, mean of 5 seeds.\n\n{NOTE}"]
+             f"seeds (population std). The paper: BERT-base, mean of 5 seeds. {settings}\n\n{NOTE} Trivial "
+             "predictor: the best constant prediction on the test set (bench/baselines.py)."]
     rows_csv = []
     for k in ordered_ks(key[0] for key in cells):
         rows = []
@@ -97,7 +100,7 @@ def table1(cells: dict, models: str) -> tuple[str, list[list]]:
             theirs = paper.TABLE1.get(k, {}).get(method)
             row, means = [title(method)], {}
             for i, t in enumerate(paper.TASKS):
-                values = cells.get((k, method, t))
+                values = list(cells.get((k, method, t), {}).values()) or None
                 paper_value = None if theirs is None else theirs[i]
                 if values is None:
                     row.append("-")
@@ -110,6 +113,10 @@ def table1(cells: dict, models: str) -> tuple[str, list[list]]:
             rows.append(row + [fmt(avg) + over, seed_counts(cells, k, method)])
             rows_csv.append([k_label(k), method, "avg", avg, None, None, len(means),
                              paper.TABLE1_AVG.get(k, {}).get(method)])
+        if trivial:
+            rows.append(["trivial predictor", *(fmt(trivial.get(t)) for t in paper.TASKS),
+                         fmt(average(trivial)[0]) + average(trivial)[1], ""])
+            rows_csv += [[k_label(k), "trivial", t, value, None, None, None, None] for t, value in trivial.items()]
         parts.append(f"## K = {k_label(k)}: ours\n\n" + markdown_table(["Method", *COLUMNS, "Avg.", "Seeds"], rows))
         if k in paper.TABLE1:
             paper_rows = [[title(m), *(f"{v:.2f}" for v in values), f"{paper.TABLE1_AVG[k][m]:.2f}"]
@@ -124,76 +131,140 @@ def table1(cells: dict, models: str) -> tuple[str, list[list]]:
 # ---------------------------------------------------------------- Table 2
 
 
-def versus_best(means_by_task: dict[str, dict[str, float]]) -> dict[str, dict]:
-    """Per task with adapter, prefix, LoRA and UniPELT all present: the best submodule, its score,
-    UniPELT's score and the difference."""
-    out = {}
-    for task, means in means_by_task.items():
-        if all(m in means for m in (*SUBMODULES, "unipelt")):
-            best = max(SUBMODULES, key=lambda m: means[m])
-            out[task] = {"best": best, "best_score": means[best], "unipelt": means["unipelt"],
-                         "difference": means["unipelt"] - means[best]}
+def comparison(by_seed: dict[str, dict[int, float]], task: str) -> dict | None:
+    """UniPELT (APL) on one task against the best of adapter, prefix and LoRA there (best by the mean
+    over seeds) and against fine-tuning; None unless all five methods have results. The differences
+    are paired by data seed (the same K examples), over the seeds every method has."""
+    if not all(m in by_seed for m in (*SUBMODULES, "unipelt", "finetune")):
+        return None
+    best = max(SUBMODULES, key=lambda m: np.mean(list(by_seed[m].values())))
+    seeds = sorted(set.intersection(*(set(by_seed[m]) for m in (best, "unipelt", "finetune"))))
+    out = {"task": task, "best": best, "seeds": seeds}
+    for name, method in (("best_score", best), ("unipelt", "unipelt"), ("finetune", "finetune")):
+        out[name] = [by_seed[method][s] for s in seeds]
+    for name, other in (("vs_best", "best_score"), ("vs_finetune", "finetune")):
+        out[name] = [u - o for u, o in zip(out["unipelt"], out[other])]
     return out
 
 
-def table2_row(label: str, comparison: dict[str, dict], field: str) -> list[str]:
-    values = {t: c[field] for t, c in comparison.items()}
-    signed = field == "difference"
-    cells = [fmt(values.get(t), signed) + (f" ({title(comparison[t]['best'])})" if field == "best_score"
-                                           and t in values else "") for t in paper.TASKS]
-    avg, over = average(values)
-    return [label, *cells, fmt(avg, signed) + over]
+def paper_comparison(k: int, task: str) -> dict | None:
+    """The same comparison from the paper's Table 1 (means of 5 seeds: no per-seed values, no std)."""
+    i = paper.TASKS.index(task)
+    return comparison({m: {0: values[i]} for m, values in paper.TABLE1[k].items()}, task) if k in paper.TABLE1 else None
 
 
-def table2(cells: dict) -> tuple[str, list[list]]:
-    """UniPELT (APL) against max(adapter, prefix, LoRA) per task: the upper bound of picking the best
-    single method for each task, which the paper says UniPELT usually beats."""
-    parts = ["# UniPELT vs the per-task best of its submodules (the paper's Table 2 question)\n\n"
-             "For each task: the best of adapter, prefix and LoRA on that task (an upper bound for choosing "
-             "one method per task) against UniPELT (APL), on the test main metric x100, mean over seeds. "
-             f"A task counts only where all four methods have results. {NOTE}"]
-    fields = ("best", "best_score", "unipelt", "difference")
+FIELDS = {"best_score": "best of A/P/L", "unipelt": "UniPELT (APL)", "vs_best": "UniPELT − best of A/P/L",
+          "finetune": "fine-tuning", "vs_finetune": "UniPELT − fine-tuning"}
+
+
+def mean_std(values: list[float], signed: bool) -> str:
+    text = fmt(float(np.mean(values)), signed)
+    return text + f" ± {np.std(values):.2f}" if len(values) > 1 else text
+
+
+def average_row(compared: list[dict], field: str) -> str:
+    """The mean over tasks and, from the per-seed averages over the tasks (seeds common to all), its std."""
+    if not compared:
+        return "-"
+    seeds = sorted(set.intersection(*(set(c["seeds"]) for c in compared)))
+    per_seed = [np.mean([c[field][c["seeds"].index(s)] for c in compared]) for s in seeds]
+    mean = fmt(float(np.mean([np.mean(c[field]) for c in compared])), field.startswith("vs_"))
+    over = "" if len(compared) == len(paper.TASKS) else f" ({len(compared)}/{len(paper.TASKS)})"
+    return mean + (f" ± {np.std(per_seed):.2f}" if len(per_seed) > 1 else "") + over
+
+
+def table2_rows(label: str, compared: dict[str, dict]) -> list[list[str]]:
+    rows = []
+    for field, name in FIELDS.items():
+        cells = ["-" if t not in compared else mean_std(compared[t][field], field.startswith("vs_"))
+                 + (f" ({title(compared[t]['best'])})" if field == "best_score" else "") for t in paper.TASKS]
+        rows.append([f"{label}: {name}", *cells, average_row(list(compared.values()), field)])
+    return rows
+
+
+def table2(cells: dict, settings: str) -> tuple[str, list[list]]:
+    """UniPELT (APL) against max(adapter, prefix, LoRA) per task (the upper bound of picking the best
+    single method for each task, which the paper says UniPELT usually beats) and against fine-tuning."""
+    parts = ["# UniPELT vs the best of its submodules and vs fine-tuning (the paper's Table 2 question)\n\n"
+             "For each task: the best of adapter, prefix and LoRA on that task by the mean over seeds (an upper "
+             "bound for choosing one method per task), UniPELT (APL) and fine-tuning, on the test main metric x100. "
+             "Differences are taken per data seed (the same K examples) and given as mean ± std over seeds; "
+             "the Avg. std is that of the per-seed averages over the tasks. A task counts only where adapter, "
+             f"prefix, LoRA, UniPELT and fine-tuning all have results. {settings}\n\n{NOTE}"]
     rows_csv = []
     for k in ordered_ks(key[0] for key in cells):
-        ours = versus_best({t: {m: float(np.mean(v)) for (kk, m, tt), v in cells.items() if (kk, tt) == (k, t)}
-                            for t in paper.TASKS})
-        theirs = versus_best({t: {m: scores_[i] for m, scores_ in paper.TABLE1[k].items()}
-                             for i, t in enumerate(paper.TASKS)}) if k in paper.TABLE1 else {}
+        ours = {t: c for t in paper.TASKS
+                if (c := comparison({m: v for (kk, m, tt), v in cells.items() if (kk, tt) == (k, t)}, t))}
+        theirs = {t: c for t in paper.TASKS if (c := paper_comparison(k, t))}
         for t in paper.TASKS:
-            rows_csv.append([k_label(k), t, *(ours.get(t, {}).get(f) for f in fields),
-                             *(theirs.get(t, {}).get(f) for f in fields)])
-        averages = [average({t: c[f] for t, c in comparison.items()})[0]
-                    for comparison in (ours, theirs) for f in fields[1:]]
-        rows_csv.append([k_label(k), "avg", None, *averages[:3], None, *averages[3:]])
-        rows = [table2_row("ours: best of A/P/L", ours, "best_score"),
-                table2_row("ours: UniPELT (APL)", ours, "unipelt"),
-                table2_row("ours: UniPELT − best", ours, "difference")]
-        if theirs:
-            rows += [table2_row("paper: best of A/P/L", theirs, "best_score"),
-                     table2_row("paper: UniPELT (APL)", theirs, "unipelt"),
-                     table2_row("paper: UniPELT − best", theirs, "difference")]
-        missing = "" if ours else "\n\n(No task has results for all of adapter, prefix, LoRA and UniPELT at this K.)"
+            o, p = ours.get(t), theirs.get(t)
+            rows_csv.append([k_label(k), t, o and o["best"], *(o and float(np.mean(o[f])) for f in FIELDS),
+                             o and float(np.std(o["vs_best"])), o and float(np.std(o["vs_finetune"])),
+                             o and len(o["seeds"]), p and p["best"], *(p and p[f][0] for f in FIELDS)])
+        rows = table2_rows("ours", ours) + (table2_rows("paper", theirs) if theirs else [])
+        missing = "" if ours else ("\n\n(No task has results for all of adapter, prefix, LoRA, UniPELT and "
+                                   "fine-tuning at this K.)")
         parts.append(f"## K = {k_label(k)}\n\n" + markdown_table(["", *COLUMNS, "Avg."], rows) + missing)
     return "\n\n".join(parts) + "\n", rows_csv
 
 
-def aggregate(record_dir: Path, results_dir: Path) -> None:
+TABLE2_CSV = ["k", "task", "best_submodule", "best_submodule_score", "unipelt", "difference", "finetune",
+              "vs_finetune", "difference_std", "vs_finetune_std", "seeds", "paper_best_submodule",
+              "paper_best_submodule_score", "paper_unipelt", "paper_difference", "paper_finetune",
+              "paper_vs_finetune"]
+
+
+# ---------------------------------------------------------------- the defaults check
+
+
+CHECK_K, CHECK_SEED = 100, 1
+MARGIN = 1.0  # points x100: a score this close to the trivial predictor's (or below it) is marked
+
+
+def check_table(cells: dict, trivial: dict[str, float], results: list[dict]) -> str:
+    """Markdown: K = 100, seed 1, every method and task, the trivial predictor last; '≤' marks a score
+    within MARGIN points of the trivial predictor's or below it."""
+    tasks = [t for t in paper.TASKS if any(key[2] == t and key[0] == CHECK_K for key in cells)]
+    methods = ordered_methods(key[1] for key in cells if key[0] == CHECK_K)
+    header = ["Method", *(get_task(t).dir_name for t in tasks)]
+    rows, near = [], []
+    for method in methods:
+        row = [title(method)]
+        for t in tasks:
+            value = cells.get((CHECK_K, method, t), {}).get(CHECK_SEED)
+            mark = t in trivial and value is not None and value <= trivial[t] + MARGIN
+            row.append("-" if value is None else f"{value:.2f}" + (" ≤" if mark else ""))
+            if mark:
+                near.append(f"{title(method)} on {get_task(t).dir_name}")
+        rows.append(row)
+    rows.append(["trivial predictor", *(f"{trivial[t]:.2f}" if t in trivial else "-" for t in tasks)])
+    intro = (f"# The defaults check: K = {CHECK_K}, seed {CHECK_SEED}, every method with its default settings\n\n"
+             f"{baselines.settings_line(results)}\n\nTest main metric x100 (test = the GLUE dev set). Trivial "
+             "predictor: the best constant prediction on the test set (majority class; for F1 the better class; "
+             f"0 for Matthews corr. and Spearman). '≤': within {MARGIN:g} point of it or below.")
+    return (f"{intro}\n\n{markdown_table(header, rows)}\n\nWithin a point of the trivial predictor or below: "
+            + (", ".join(near) or "none") + ".\n")
+
+
+def aggregate(record_dir: Path, results_dir: Path, data_dir=None) -> None:
+    """Tables and plots from the records; data_dir (the GLUE tsv directory) for the trivial predictor."""
     results = load_results(record_dir)
     if not results:
         raise SystemExit(f"error: no recorded results under {record_dir}: run the grid first (or pass --record-dir)")
     results_dir.mkdir(parents=True, exist_ok=True)
     cells = scores(results)
     models = ", ".join(sorted({r["model"] for r in results}))
-    text, rows = table1(cells, models)
+    settings = baselines.settings_line(results)
+    trivial = baselines.trivial_scores(sorted({task for _, _, task in cells}), data_dir)
+    text, rows = table1(cells, models, settings, trivial)
     (results_dir / "grid_table1.md").write_text(text)
     write_csv(results_dir / "grid_table1.csv", ["k", "method", "task", "mean", "std", "seeds", "tasks_averaged",
                                                 "paper"], rows)
-    text, rows = table2(cells)
+    text, rows = table2(cells, settings)
     (results_dir / "grid_table2.md").write_text(text)
-    write_csv(results_dir / "grid_table2.csv", ["k", "task", "best_submodule", "best_submodule_score", "unipelt",
-                                                "difference", "paper_best_submodule", "paper_best_submodule_score",
-                                                "paper_unipelt", "paper_difference"], rows)
-    print(f"{len(results)} runs -> {results_dir}/grid_table1.md/.csv, grid_table2.md/.csv")
+    write_csv(results_dir / "grid_table2.csv", TABLE2_CSV, rows)
+    (results_dir / "grid_check.md").write_text(check_table(cells, trivial, results))
+    print(f"{len(results)} runs -> {results_dir}/grid_table1.md/.csv, grid_table2.md/.csv, grid_check.md")
     plt = plots.import_pyplot()
     if plt is not None:
         plots.plot_gates(plt, results, results_dir / "grid_gates.png")

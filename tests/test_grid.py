@@ -13,7 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench import grid, paper
+from bench import baselines, grid, paper
+from minipelt.glue import get_task
 
 def grid_args(workspace, *extra: str) -> list[str]:
     return ["--tasks", "stsb", "--ks", "16", "--methods", "lora", "unipelt", "--seeds", "1", "2",
@@ -94,6 +95,7 @@ def test_grid_runs_in_shards_skips_finished_runs_and_aggregates(workspace, capsy
     assert float(rows["lora", "stsb"]["mean"]) == pytest.approx(np.mean(lora), abs=1e-4)
     assert rows["lora", "stsb"]["seeds"] == "2" and rows["lora", "rte"]["mean"] == ""
     assert "No task has results for all of adapter" in (out / "grid_table2.md").read_text()
+    assert "| trivial predictor |" in (out / "grid_check.md").read_text()  # with --data-dir: computed
     if importlib.util.find_spec("matplotlib") is None:  # an optional bench dependency (bench/requirements.txt)
         assert "plots skipped: matplotlib is not installed" in printed
     else:
@@ -110,13 +112,15 @@ def write_result(root, task, k, method, seed, score):
 
 
 def test_tables_from_known_results(tmp_path):
-    """The paper's own K=100 numbers as our results (two seeds at +-1 around them) must reproduce its
-    table and its UniPELT-minus-best differences; one missing task is '-' and a 7/8 average."""
+    """The paper's own K=100 numbers as our results (two seeds at -1/+1 around them; fine-tuning at +1/-1)
+    must reproduce its table and its UniPELT-minus-best and UniPELT-minus-fine-tuning differences, paired
+    by seed; one missing task is '-' and a 7/8 average."""
     runs = tmp_path / "runs"
-    for method in ("adapter", "prefix", "lora", "unipelt"):
+    for method in ("finetune", "adapter", "prefix", "lora", "unipelt"):
+        offsets = ((1, 1.0), (2, -1.0)) if method == "finetune" else ((1, -1.0), (2, 1.0))
         for i, task in enumerate(paper.TASKS):
             if (method, task) != ("prefix", "qqp"):
-                for seed, offset in ((1, -1.0), (2, 1.0)):
+                for seed, offset in offsets:
                     write_result(runs, task, 100, method, seed, paper.TABLE1[100][method][i] + offset)
     assert grid.main(["--record-dir", str(runs), "--results-dir", str(tmp_path / "out"), "--aggregate"]) == 0
 
@@ -135,8 +139,46 @@ def test_tables_from_known_results(tmp_path):
         row = table2[task]
         assert row["best_submodule"] == row["paper_best_submodule"]
         assert float(row["difference"]) == pytest.approx(float(row["paper_difference"]), abs=1e-3)
+        assert float(row["vs_finetune"]) == pytest.approx(float(row["paper_vs_finetune"]), abs=1e-3)
+        assert float(row["difference_std"]) == pytest.approx(0.0, abs=1e-9)  # both moved together, seed by seed
+        assert float(row["vs_finetune_std"]) == pytest.approx(2.0)  # -2 on seed 1, +2 on seed 2
     assert table2["qqp"]["difference"] == "" and table2["qqp"]["paper_difference"] != ""
     assert float(table2["sst2"]["difference"]) == pytest.approx(82.36 - 81.56)  # UniPELT vs LoRA on SST-2
+    assert float(table2["sst2"]["vs_finetune"]) == pytest.approx(82.36 - 79.61)
+    markdown = (tmp_path / "out" / "grid_table2.md").read_text()
+    assert "| ours: UniPELT − fine-tuning | +2.75 ± 2.00 |" in markdown
+
+
+def write_test_file(glue, task: str, labels: list[str]) -> None:
+    """A GLUE-layout test file (dev.tsv) of `task` with these labels and placeholder texts."""
+    header = {"sst2": "sentence\tlabel", "mrpc": "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String",
+              "stsb": "index\tsentence1\tsentence2\tscore"}[task]
+    row = {"sst2": "a film\t{}", "mrpc": "{}\t1\t2\ta b\tc d", "stsb": "0\ta b\tc d\t{}"}[task]
+    directory = glue / get_task(task).dir_name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "dev.tsv").write_text("\n".join([header, *(row.format(label) for label in labels)]) + "\n")
+
+
+def test_the_trivial_predictor_is_the_best_constant(tmp_path):
+    write_test_file(tmp_path, "sst2", ["1", "1", "0", "1"])  # majority 1: accuracy 3/4
+    write_test_file(tmp_path, "mrpc", ["0", "0", "1"])  # always 1: F1 2/(2 + 2); always 0: F1 0
+    write_test_file(tmp_path, "stsb", ["0.5", "2.0", "4.5"])  # a constant has no Spearman: 0
+    assert baselines.trivial_score("sst2", tmp_path) == pytest.approx(75.0)
+    assert baselines.trivial_score("mrpc", tmp_path) == pytest.approx(50.0)
+    assert baselines.trivial_score("stsb", tmp_path) == 0.0
+
+
+def test_the_check_table_marks_scores_near_the_trivial_predictor(tmp_path, capsys):
+    write_test_file(tmp_path / "glue", "sst2", ["1", "1", "0", "1"])
+    for method, score in (("finetune", 90.0), ("prefix", 75.5), ("lora", 76.5)):
+        write_result(tmp_path / "runs", "sst2", 100, method, 1, score)
+    write_result(tmp_path / "runs", "sst2", 100, "lora", 2, 50.0)  # another seed: not in the check
+    assert grid.main(["--record-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "out"),
+                      "--data-dir", str(tmp_path / "glue"), "--aggregate"]) == 0
+    text = (tmp_path / "out" / "grid_check.md").read_text()
+    assert "| Prefix | 75.50 ≤ |" in text and "| LoRA | 76.50 |" in text and "| Fine-tuning | 90.00 |" in text
+    assert "| trivial predictor | 75.00 |" in text and "or below: Prefix on SST-2." in text
+    assert "| trivial predictor | 75.00 | - |" in (tmp_path / "out" / "grid_table1.md").read_text()
 
 
 def test_without_matplotlib_the_tables_are_written_and_the_plots_skipped(tmp_path, monkeypatch, capsys):
@@ -146,4 +188,4 @@ def test_without_matplotlib_the_tables_are_written_and_the_plots_skipped(tmp_pat
     printed = capsys.readouterr().out
     assert "plots skipped: matplotlib is not installed (pip install -r bench/requirements.txt)" in printed
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "grid_table1.csv", "grid_table1.md", "grid_table2.csv", "grid_table2.md"]
+        "grid_check.md", "grid_table1.csv", "grid_table1.md", "grid_table2.csv", "grid_table2.md"]
