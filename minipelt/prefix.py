@@ -23,9 +23,10 @@ UniPELT's gate G_P (on the layer input) enters in one of two forms:
 - "attention" (default, minipelt): the gate scales the prefix's attention mass,
   lam = G_P Z_P / (G_P Z_P + Z_T). At G_P = 0, lam = 0 and the output *is* Attn(q, K, V),
   bit for bit: the frozen layer. This is computed as the right-hand side above: the token
-  part by the frozen layer's own fused call, the prefix mixed in afterwards (one fused call
-  over [P_K; K] over L + T keys would sum in another order and not give the frozen bits).
-  Exactness costs one more fused pass over the keys, for lam.
+  part by the frozen layer's own call, which also gives log Z_T (attention.py), the prefix
+  mixed in afterwards (one fused call over [P_K; K] over L + T keys would sum in another
+  order and not give the frozen bits). Where the frozen call gives no log Z_T (CUDA),
+  exactness costs one more fused pass over the keys, for lam.
 - "kv" (official code): P_K, P_V are multiplied by G_P. At G_P = 0 the prefix keys are 0,
   each still takes exp(0) of attention mass, so the layer does NOT reduce to the frozen one.
 Ungated prefix-tuning and the "kv" form have no exactness to keep: they run the left-hand
@@ -34,6 +35,8 @@ side, one fused call over [P_K; K], [P_V; V], as fast as the plain attention.
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from minipelt.attention import token_attention
 
 
 class PrefixTuning(nn.Module):
@@ -94,26 +97,40 @@ def prefix_attention(
 def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
     """(1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V), lam = g Z_P / (g Z_P + Z_T); g: (B, 1, 1, 1).
 
-    The tokens' share of the attention mass comes from one fused call over [P_K; K] whose
-    values are indicator columns, (1, 0) on prefix keys and (0, 1) on token keys: its output's
-    first two columns are rho = Z_P / (Z_P + Z_T) and tau = Z_T / (Z_P + Z_T), without
-    materialising T x T scores.
+    Attn(q, K, V) and log Z_T come from the frozen layer's own call (attention.py), Z_P from the
+    T x L prefix scores. Where that call gives no log Z_T (CUDA), the masses come from one more
+    fused call (`mass_shares`).
     """
+    d = q.size(-1)
+    out_tokens, log_z_tokens = token_attention(q, k, v, key_mask, dropout_p, with_log_z=True)  # the frozen call
+    scores = (q @ p_k.transpose(-1, -2)).float() * d ** -0.5  # (B, h, T, L): only T x L scores
+    log_z_prefix = torch.logsumexp(scores, dim=-1, keepdim=True)  # (B, h, T, 1)
+    probs = torch.exp(scores - log_z_prefix)  # softmax over the L prefix keys (faster than softmax on rows this short)
+    out_prefix = (F.dropout(probs, dropout_p, training=dropout_p > 0) @ p_v).to(out_tokens.dtype)  # (B, h, T, d)
+    if log_z_tokens is None:
+        z_prefix, z_tokens = mass_shares(q, k, p_k, key_mask)
+    else:
+        top = torch.maximum(log_z_prefix, log_z_tokens).detach()  # a common factor: lam does not see it
+        z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
+    lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=torch.finfo(z_tokens.dtype).tiny)
+    # out_tokens + lam (out_prefix - out_tokens), in one pass; exactly out_tokens at lam = 0 (at g = 0:
+    # the clamp keeps 0 / 0 out).
+    return torch.lerp(out_tokens, out_prefix, lam.to(out_tokens.dtype))
+
+
+def mass_shares(q, k, p_k, key_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """rho = Z_P / (Z_P + Z_T) and tau = Z_T / (Z_P + Z_T), each (B, h, T, 1), from one fused call
+    over [P_K; K] whose values are indicator columns, (1, 0) on prefix keys and (0, 1) on token
+    keys, without materialising T x T scores."""
     B, h, T, d = q.shape
     L = p_k.size(-2)
-    out_tokens = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p)  # the frozen call
-    probs = torch.softmax((q @ p_k.transpose(-1, -2)) * d ** -0.5, dim=-1)  # (B, h, T, L): only T x L scores
-    out_prefix = F.dropout(probs, dropout_p, training=dropout_p > 0) @ p_v  # Attn(q, P_K, P_V): (B, h, T, d)
     which = q.new_zeros(L + T, d, dtype=torch.float32)  # as wide as the keys: the fused kernels want that
     which[:L, 0], which[L:, 1] = 1, 1
     keys = torch.cat([p_k.expand(B, h, L, d), k], dim=2)  # (B, h, L + T, d)
-    with torch.autocast(q.device.type, enabled=False):  # fp32 shares: precise, and fast on CPU (bf16 backward is not)
+    with torch.autocast(q.device.type, enabled=False):  # fp32 shares: precise
         shares = F.scaled_dot_product_attention(q.float(), keys.float(), which.expand(B, h, L + T, d),
                                                 attn_mask=with_prefix_slots(key_mask, L))
-    rho, tau = shares[..., :1], shares[..., 1:2]  # (B, h, T, 1) each
-    # Exactly 0 at g = 0 (tau > 0; the clamp keeps 0 / 0 out), so the output is then out_tokens.
-    lam = g * rho / (g * rho + tau).clamp(min=torch.finfo(rho.dtype).tiny)
-    return (out_tokens + lam * (out_prefix - out_tokens)).to(out_tokens.dtype)
+    return shares[..., :1], shares[..., 1:2]
 
 
 def with_prefix_slots(key_mask: torch.Tensor, length: int) -> torch.Tensor:

@@ -1,0 +1,121 @@
+"""minipelt/attention.py's ways to the same attention, and prefix.py's two ways to the attention masses.
+
+On CPU token_attention takes the fused kernel's entry point without a gradient and writes the
+attention out with one; on CUDA it calls F.scaled_dot_product_attention and the gated prefix
+takes its masses from `mass_shares`. Each way must give the same attention, log Z_T and lam,
+and the first must give F.scaled_dot_product_attention's bits (that is the reason to take it).
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minipelt.prefix
+from minipelt.attention import token_attention
+from minipelt.device import cpu_has_bf16
+from minipelt.prefix import mass_shares, mix_in_prefix
+
+
+@st.composite
+def attention_inputs(draw, h=2, d=8):
+    """q, k, v (B, h, T, d), a key mask with any padding (the first token real), a prefix (2, h, L, d)."""
+    B, T, L = draw(st.integers(1, 3)), draw(st.integers(1, 9)), draw(st.integers(1, 4))
+    g = torch.Generator().manual_seed(draw(st.integers(0, 2**31 - 1)))
+    q, k, v = (2 * torch.randn(B, h, T, d, generator=g) for _ in range(3))
+    lengths = torch.tensor(draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))
+    keep = (torch.arange(T)[None] < lengths[:, None])[:, None, None, :]  # (B, 1, 1, T)
+    return q, k, v, keep, torch.randn(2, h, L, d, generator=g)
+
+
+def written_out(q, k, keep):
+    """The masked scores (B, h, T, T) and log Z_T, in float64."""
+    scores = (q.double() @ k.double().transpose(-1, -2)) / math.sqrt(q.size(-1))
+    scores = scores.masked_fill(~keep, -math.inf)
+    return scores, torch.logsumexp(scores, dim=-1, keepdim=True)
+
+
+@settings(max_examples=30, deadline=None)
+@given(inputs=attention_inputs())
+def test_token_attention_is_sdpa_with_the_log_normaliser(inputs):
+    q, k, v, keep, _ = inputs
+    sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+    _, log_z = written_out(q, k, keep)
+    with torch.no_grad():
+        fused, fused_log_z = token_attention(q, k, v, keep, with_log_z=True)  # the kernel's own entry point
+    assert torch.equal(fused, sdpa)  # the same kernel: the same bits
+    explicit, explicit_log_z = token_attention(q, k, v, keep, with_log_z=True)  # gradient enabled: written out
+    torch.testing.assert_close(explicit, sdpa, atol=1e-5, rtol=1e-5)
+    assert torch.equal(token_attention(q, k, v, keep)[0], explicit)  # the output does not depend on the asking
+    for got in (fused_log_z, explicit_log_z):
+        assert got.dtype == torch.float32 and got.shape == (*q.shape[:3], 1)
+        torch.testing.assert_close(got.double(), log_z, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_under_bf16_autocast_the_fused_path_keeps_sdpas_bits():
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 7, 8, generator=g) for _ in range(3))
+    keep = torch.ones(2, 1, 1, 7, dtype=torch.bool)
+    keep[1, ..., 4:] = False
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = token_attention(q, k, v, keep)
+        assert torch.equal(got, F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
+
+
+@settings(max_examples=20, deadline=None)
+@given(inputs=attention_inputs())
+def test_the_written_out_path_differentiates_attention_and_log_normaliser(inputs):
+    q, k, v, keep, _ = inputs
+    weights = torch.randn(q.shape)
+    grads = []
+    for reference in (False, True):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        if reference:
+            scores, log_z = written_out(leaves[0].float(), leaves[1].float(), keep)
+            out = torch.softmax(scores.float(), -1) @ leaves[2]
+            log_z = log_z.float()
+        else:
+            out, log_z = token_attention(*leaves, keep, with_log_z=True)
+        ((out * weights).sum() + log_z.sum()).backward()
+        grads.append([t.grad for t in leaves])
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@settings(max_examples=30, deadline=None)
+@given(inputs=attention_inputs())
+def test_mass_shares_are_the_prefix_and_token_shares_of_the_attention_mass(inputs):
+    q, k, _, keep, prefix_kv = inputs
+    _, log_z_tokens = written_out(q, k, keep)
+    log_z_prefix = torch.logsumexp((q.double() @ prefix_kv[0].double().transpose(-1, -2)) / math.sqrt(q.size(-1)),
+                                   dim=-1, keepdim=True)
+    rho = torch.sigmoid(log_z_prefix - log_z_tokens)  # Z_P / (Z_P + Z_T)
+    got_rho, got_tau = mass_shares(q, k, prefix_kv[0], keep)
+    torch.testing.assert_close(got_rho.double(), rho, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_tau.double(), 1 - rho, atol=1e-5, rtol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(inputs=attention_inputs(), gate=st.floats(0, 1))
+def test_every_way_to_lam_gives_the_same_mixture_and_gate_zero_gives_the_tokens_bits(inputs, gate):
+    """No gradient (the kernel's log Z_T), gradient (written out), and the CUDA way (no log Z_T:
+    mass_shares) give the same mixture; at G = 0 each gives its own token attention exactly."""
+    q, k, v, keep, prefix_kv = inputs
+    g = torch.full((q.size(0), 1, 1, 1), gate)
+    with torch.no_grad():
+        fused = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
+    explicit = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(minipelt.prefix, "token_attention",
+                  lambda q, k, v, mask, p, with_log_z: (F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None))
+        shares = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
+    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(shares, fused, atol=1e-5, rtol=1e-5)
+    if gate == 0:
+        sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+        assert torch.equal(fused, sdpa) and torch.equal(shares, sdpa)
+        assert torch.equal(explicit, token_attention(q, k, v, keep)[0])
+
