@@ -38,11 +38,13 @@ def token_attention(
     if dropout_p == 0 and not torch.is_grad_enabled():
         out, log_z = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias)
         return out, log_z[..., None]
-    scores = (q * q.size(-1) ** -0.5) @ k.transpose(-1, -2) + bias  # (B, h, T, T)
-    probs = torch.softmax(scores, dim=-1)
+    q = q * q.size(-1) ** -0.5
+    probs = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # (B, h, T, T)
     out = F.dropout(probs, dropout_p, training=dropout_p > 0) @ v
     if not with_log_z:
         return out, None
     # log p_j = s_j - log Z_T for every key j; the likeliest key's (p_j >= 1/T) is the best conditioned.
-    j = probs.detach().argmax(dim=-1, keepdim=True)  # (B, h, T, 1)
-    return out, scores.gather(-1, j).float() - probs.gather(-1, j).float().log()
+    # s_j is recomputed from k_j rather than picked from the scores, which autograd would then keep.
+    j = probs.detach().argmax(dim=-1, keepdim=True)  # (B, h, T, 1): a real token, so no bias there
+    s_j = (q * k.gather(2, j.expand(-1, -1, -1, k.size(-1)))).sum(dim=-1, keepdim=True)  # (B, h, T, 1)
+    return out, s_j.float() - probs.gather(-1, j).float().log()
