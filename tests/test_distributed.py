@@ -83,8 +83,9 @@ def test_two_processes_reach_the_same_metrics_as_one(runs):
     for split in ("dev", "test"):
         assert one[split].keys() == two[split].keys()
         for metric in one[split]:
-            # rounding differs by ~1e-6 here; the unweighted loss of an uneven batch differs by ~1e-4
-            assert two[split][metric] == pytest.approx(one[split][metric], rel=2e-5, abs=1e-6), (split, metric)
+            # rounding differs by a few 1e-6 here (measured: 1.6e-6 on a Pearson of 0.072); the unweighted
+            # loss of an uneven batch differs by ~1e-4
+            assert two[split][metric] == pytest.approx(one[split][metric], rel=2e-5, abs=5e-6), (split, metric)
 
 
 def test_two_processes_keep_the_same_best_checkpoint_as_one(runs):
