@@ -6,7 +6,8 @@
 #   bench/sweep.sh 0/2 & bench/sweep.sh 1/2 &     # two single-threaded shards side by side
 #
 # Lines are in the order they were run: one setting per method first, then the fp32-vs-bf16 check
-# (STS-B, UniPELT and LoRA, seeds 1-3), then the second learning rates.
+# (STS-B, UniPELT and LoRA, seeds 1-3), then the second learning rates, then two lower ones for
+# prefix-tuning after the defaults check (prefix alone collapsed on STS-B).
 # Each line of RUNS: TASK METHOD LR PREFIX_LR ('-': the prefix MLP uses LR) PRECISION SEED.
 # A shard i/n runs lines i, i+n, ...; finished runs are skipped, so re-running resumes. Results land in
 # runs/sweep/<task>/<method>-lr<lr>-plr<plr>-<precision>/seed<seed>/results.json; a run recorded in
@@ -67,5 +68,9 @@ stsb finetune 1e-4 - bf16 1
 cola finetune 1e-4 - bf16 1
 stsb prefix 5e-3 - bf16 1
 cola prefix 5e-3 - bf16 1
+stsb prefix 3e-4 - bf16 1
+stsb prefix 1e-4 - bf16 1
+cola prefix 3e-4 - bf16 1
+cola prefix 1e-4 - bf16 1
 RUNS
 exit $failed
