@@ -38,7 +38,7 @@ def token_attention(
     if dropout_p == 0 and not torch.is_grad_enabled():
         out, log_z = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias)
         return out, log_z[..., None]
-    q = q * q.size(-1) ** -0.5
+    k = k * q.size(-1) ** -0.5  # the scale on k: autograd then keeps q itself, as the prefix's scores do
     probs = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # (B, h, T, T)
     out = F.dropout(probs, dropout_p, training=dropout_p > 0) @ v
     if not with_log_z:

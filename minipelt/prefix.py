@@ -112,10 +112,9 @@ def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
     else:
         top = torch.maximum(log_z_prefix, log_z_tokens).detach()  # a common factor: lam does not see it
         z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
+    # Exactly 0 at g = 0 (the clamp keeps 0 / 0 out), so the output is then out_tokens.
     lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=torch.finfo(z_tokens.dtype).tiny)
-    # out_tokens + lam (out_prefix - out_tokens), in one pass; exactly out_tokens at lam = 0 (at g = 0:
-    # the clamp keeps 0 / 0 out).
-    return torch.lerp(out_tokens, out_prefix, lam.to(out_tokens.dtype))
+    return out_tokens + lam.to(out_tokens.dtype) * (out_prefix - out_tokens)
 
 
 def mass_shares(q, k, p_k, key_mask) -> tuple[torch.Tensor, torch.Tensor]:
