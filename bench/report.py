@@ -58,6 +58,11 @@ def fmt(value: float | None, signed: bool = False) -> str:
     return "-" if value is None else f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
+def mean_std(values: list[float], signed: bool) -> str:
+    text = fmt(float(np.mean(values)), signed)
+    return text + f" ± {np.std(values):.2f}" if len(values) > 1 else text
+
+
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
@@ -91,7 +96,8 @@ def table1(cells: dict, models: str, settings: str, trivial: dict[str, float]) -
     """Markdown (ours, then the paper's, for every K we have) and CSV rows; the trivial predictor's row
     (bench/baselines.py) closes each of ours."""
     parts = [f"# Few-shot GLUE: Table 1 of the paper, ours beside it\n\nOurs: model {models}, mean ± std over "
-             f"seeds (population std). The paper: BERT-base, mean of 5 seeds. {settings}\n\n{NOTE} Trivial "
+             f"seeds (population std; none shown for one seed). The paper: BERT-base, mean of 5 seeds. "
+             f"{settings}\n\n{NOTE} Trivial "
              "predictor: the best constant prediction on the test set (bench/baselines.py)."]
     rows_csv = []
     for k in ordered_ks(key[0] for key in cells):
@@ -107,7 +113,7 @@ def table1(cells: dict, models: str, settings: str, trivial: dict[str, float]) -
                     rows_csv.append([k_label(k), method, t, None, None, 0, None, paper_value])
                     continue
                 means[t], std = float(np.mean(values)), float(np.std(values))
-                row.append(f"{means[t]:.2f} ± {std:.2f}")
+                row.append(mean_std(values, signed=False))
                 rows_csv.append([k_label(k), method, t, means[t], std, len(values), None, paper_value])
             avg, over = average(means)
             rows.append(row + [fmt(avg) + over, seed_counts(cells, k, method)])
@@ -157,11 +163,6 @@ FIELDS = {"best_score": "best of A/P/L", "unipelt": "UniPELT (APL)", "vs_best": 
           "finetune": "fine-tuning", "vs_finetune": "UniPELT − fine-tuning"}
 
 
-def mean_std(values: list[float], signed: bool) -> str:
-    text = fmt(float(np.mean(values)), signed)
-    return text + f" ± {np.std(values):.2f}" if len(values) > 1 else text
-
-
 def average_row(compared: list[dict], field: str) -> str:
     """The mean over tasks and, from the per-seed averages over the tasks (seeds common to all), its std."""
     if not compared:
@@ -174,7 +175,8 @@ def average_row(compared: list[dict], field: str) -> str:
 
 
 def table2_rows(label: str, compared: dict[str, dict]) -> list[list[str]]:
-    rows = []
+    rows = [] if label == "paper" else [[f"{label}: seeds paired", *(str(len(compared[t]["seeds"])) if t in compared
+                                                                      else "-" for t in paper.TASKS), ""]]
     for field, name in FIELDS.items():
         cells = ["-" if t not in compared else mean_std(compared[t][field], field.startswith("vs_"))
                  + (f" ({title(compared[t]['best'])})" if field == "best_score" else "") for t in paper.TASKS]
