@@ -1,4 +1,5 @@
 """Measuring on a shared machine: time per call (wall and process CPU), peak memory, the CPU's name."""
+import argparse
 import gc
 import platform
 import re
@@ -116,6 +117,15 @@ def train_then_infer(model, forward, labels, optimizer, steps: int, warmup: int,
     model.eval()
     infer, infer_cpu = inference_times(forward, steps, warmup, device)
     return dict(result, train_s=train, train_cpu_s=train_cpu, infer_s=infer, infer_cpu_s=infer_cpu)
+
+
+def add_output_options(parser, results_dir) -> None:
+    """The options speed.py and peers.py share for their output, and the hidden pair by which a run
+    measures each cell in a fresh process of its own (--one CELL --json-out FILE)."""
+    parser.add_argument("--out-dir", default=str(results_dir))
+    parser.add_argument("--note", default="", help="a remark written into the .md (e.g. why steps were reduced)")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one cell in this process
+    parser.add_argument("--json-out", help=argparse.SUPPRESS)
 
 
 def check_args(parser, args) -> None:

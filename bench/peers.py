@@ -67,7 +67,7 @@ from pathlib import Path
 
 import torch
 
-from bench.measure import check_args, cpu_name
+from bench.measure import add_output_options, check_args, cpu_name
 from bench.peer_cell import measure_cell, source_digest
 from bench.peer_models import METHODS, MODELS, PEERS
 from bench.peers_report import markdown, ms, summarise
@@ -184,10 +184,7 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls before the measured ones")
     parser.add_argument("--peer-python", default=sys.executable,
                         help="interpreter with transformers, peft, adapters (bench/requirements-peers.txt)")
-    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
-    parser.add_argument("--note", default="", help="a remark written into the .md")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one cell in this process
-    parser.add_argument("--json-out", help=argparse.SUPPRESS)
+    add_output_options(parser, RESULTS_DIR)
     args = parser.parse_args(argv)
     check_args(parser, args)
 

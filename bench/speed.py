@@ -50,7 +50,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from bench.measure import check_args, cpu_name, inference_times, train_then_infer
+from bench.measure import add_output_options, check_args, cpu_name, inference_times, train_then_infer
 from bench.speed_report import human, markdown, summarise
 from minipelt.bert import BertConfig, BertModel
 from minipelt.classifier import SequenceClassifier
@@ -217,10 +217,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch.set_num_threads (default 1: on a CPU shared with other jobs, more "
                              "threads than free cores make the threads wait for each other)")
-    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
-    parser.add_argument("--note", default="", help="a remark written into the .md (e.g. why steps were reduced)")
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one method in this process
-    parser.add_argument("--json-out", help=argparse.SUPPRESS)
+    add_output_options(parser, RESULTS_DIR)
     args = parser.parse_args(argv)
     check_args(parser, args)
     torch.set_num_threads(args.threads)
