@@ -120,8 +120,8 @@ def table1(cells: dict, models: str, settings: str, trivial: dict[str, float]) -
             rows_csv.append([k_label(k), method, "avg", avg, None, None, len(means),
                              paper.TABLE1_AVG.get(k, {}).get(method)])
         if trivial:
-            rows.append(["trivial predictor", *(fmt(trivial.get(t)) for t in paper.TASKS),
-                         fmt(average(trivial)[0]) + average(trivial)[1], ""])
+            trivial_avg, over = average(trivial)
+            rows.append(["trivial predictor", *(fmt(trivial.get(t)) for t in paper.TASKS), fmt(trivial_avg) + over, ""])
             rows_csv += [[k_label(k), "trivial", t, value, None, None, None, None] for t, value in trivial.items()]
         parts.append(f"## K = {k_label(k)}: ours\n\n" + markdown_table(["Method", *COLUMNS, "Avg.", "Seeds"], rows))
         if k in paper.TABLE1:
@@ -169,9 +169,8 @@ def average_row(compared: list[dict], field: str) -> str:
         return "-"
     seeds = sorted(set.intersection(*(set(c["seeds"]) for c in compared)))
     per_seed = [np.mean([c[field][c["seeds"].index(s)] for c in compared]) for s in seeds]
-    mean = fmt(float(np.mean([np.mean(c[field]) for c in compared])), field.startswith("vs_"))
-    over = "" if len(compared) == len(paper.TASKS) else f" ({len(compared)}/{len(paper.TASKS)})"
-    return mean + (f" ± {np.std(per_seed):.2f}" if len(per_seed) > 1 else "") + over
+    mean, over = average({c["task"]: float(np.mean(c[field])) for c in compared})
+    return fmt(mean, field.startswith("vs_")) + (f" ± {np.std(per_seed):.2f}" if len(per_seed) > 1 else "") + over
 
 
 def table2_rows(label: str, compared: dict[str, dict]) -> list[list[str]]:
