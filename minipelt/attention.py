@@ -12,7 +12,9 @@ No public PyTorch op returns log Z_T, so where it is cheap it is taken as follow
   same output bits, and log Z_T for free. There it is not differentiable, hence no gradient.
 - CPU otherwise (training): attention written out, as F.scaled_dot_product_attention itself does
   on CPU with dropout (its fused kernel has none), so nothing is lost; log Z_T = s_j - log p_j
-  from one score and one probability per query, differentiated by autograd like the rest.
+  from one score and one probability per query. Its backward is written out too (`WrittenOut`):
+  d log Z_T / dS = P, so log Z_T's gradient is one multiply-add into the scores' gradient, and
+  only P and the dropped-out P are kept for it (autograd would also keep the dropout mask).
 - Elsewhere (CUDA): F.scaled_dot_product_attention, fused with dropout; log Z_T is None and the
   gated prefix gets the tokens' share of the mass from a second fused call (prefix.py).
 """
@@ -38,13 +40,40 @@ def token_attention(
     if dropout_p == 0 and not torch.is_grad_enabled():
         out, log_z = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, False, attn_mask=bias)
         return out, log_z[..., None]
-    k = k * q.size(-1) ** -0.5  # the scale on k: autograd then keeps q itself, as the prefix's scores do
-    probs = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # (B, h, T, T)
-    out = F.dropout(probs, dropout_p, training=dropout_p > 0) @ v
-    if not with_log_z:
-        return out, None
-    # log p_j = s_j - log Z_T for every key j; the likeliest key's (p_j >= 1/T) is the best conditioned.
-    # s_j is recomputed from k_j rather than picked from the scores, which autograd would then keep.
-    j = probs.detach().argmax(dim=-1, keepdim=True)  # (B, h, T, 1): a real token, so no bias there
-    s_j = (q * k.gather(2, j.expand(-1, -1, -1, k.size(-1)))).sum(dim=-1, keepdim=True)  # (B, h, T, 1)
-    return out, s_j.float() - probs.gather(-1, j).float().log()
+    return WrittenOut.apply(q, k, v, bias, dropout_p, with_log_z)
+
+
+class WrittenOut(torch.autograd.Function):
+    """out = dropout(P) V, P = softmax(S), S = q K^T / sqrt(d) + bias, and log Z_T, with the backward
+    by hand. With D = dropout(P) (mask and 1 / (1 - p) folded in) and dD = dout V^T:
+
+        dS = P * dP - P sum_j (P * dP)_j + P dlogZ,   P * dP = D * dD   (dropout's mask is in D)
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, dropout_p: float, with_log_z: bool):
+        k = k * q.size(-1) ** -0.5  # the scale on k, so that s_j below is one dot product
+        probs = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # P (B, h, T, T)
+        dropped = F.dropout(probs, dropout_p) if dropout_p > 0 else probs  # D
+        ctx.save_for_backward(q, k, v, probs, dropped)
+        out = dropped @ v  # (B, h, T, d)
+        if not with_log_z:
+            return out, None
+        # log p_j = s_j - log Z_T for every key j; the likeliest key's (p_j >= 1/T) is the best conditioned.
+        j = probs.argmax(dim=-1, keepdim=True)  # (B, h, T, 1): a real token, so no bias there
+        s_j = (q * k.gather(2, j.expand(-1, -1, -1, k.size(-1)))).sum(dim=-1, keepdim=True)  # (B, h, T, 1)
+        return out, s_j.float() - probs.gather(-1, j).float().log()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out, grad_log_z):
+        q, k, v, probs, dropped = ctx.saved_tensors
+        grad_v = dropped.transpose(-1, -2) @ grad_out  # (B, h, T, d)
+        grad_s = (grad_out @ v.transpose(-1, -2)).mul_(dropped)  # D * dD = P * dP, (B, h, T, T)
+        shift = grad_s.sum(dim=-1, keepdim=True)  # sum_j (P * dP)_j, (B, h, T, 1)
+        if grad_log_z is not None:
+            shift -= grad_log_z.to(shift.dtype)
+        grad_s.addcmul_(probs, shift, value=-1)  # dS
+        grad_q = grad_s @ k  # k is scaled already
+        grad_k = (grad_s.transpose(-1, -2) @ q) * q.size(-1) ** -0.5
+        return grad_q, grad_k, grad_v, None, None, None

@@ -66,19 +66,22 @@ def test_under_bf16_autocast_the_fused_path_keeps_sdpas_bits():
 
 
 @settings(max_examples=20, deadline=None)
-@given(inputs=attention_inputs())
-def test_the_written_out_path_differentiates_attention_and_log_normaliser(inputs):
+@given(inputs=attention_inputs(), dropout_p=st.sampled_from([0.0, 0.3]))
+def test_the_written_out_backward_is_autograds(inputs, dropout_p):
+    """The hand-written backward (WrittenOut) against autograd through the same attention, with
+    the same dropout mask (the same seed), the output's and log Z_T's gradients together."""
     q, k, v, keep, _ = inputs
     weights = torch.randn(q.shape)
     grads = []
     for reference in (False, True):
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        torch.manual_seed(0)
         if reference:
             scores, log_z = written_out(leaves[0].float(), leaves[1].float(), keep)
-            out = torch.softmax(scores.float(), -1) @ leaves[2]
+            out = F.dropout(torch.softmax(scores.float(), -1), dropout_p) @ leaves[2]
             log_z = log_z.float()
         else:
-            out, log_z = token_attention(*leaves, keep, with_log_z=True)
+            out, log_z = token_attention(*leaves, keep, dropout_p, with_log_z=True)
         ((out * weights).sum() + log_z.sum()).backward()
         grads.append([t.grad for t in leaves])
     for got, want in zip(*grads):
