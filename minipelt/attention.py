@@ -1,10 +1,11 @@
-"""BERT's attention over the tokens, and the log of its normaliser:
+"""BERT's attention, and the log of its normaliser:
 
-    Attn(q, K, V) = softmax(S) V,   S = q K^T / sqrt(d) + mask,   log Z_T = logsumexp_j S_j
+    Attn(q, K, V) = softmax(S) V,   S = q K^T / sqrt(d) + mask,   log Z = logsumexp_j S_j
 
-Every layer calls `token_attention`, with or without a prefix: the frozen layer uses the output,
-UniPELT's gated prefix (prefix.py) also needs log Z_T, the log of the tokens' attention mass.
-Because both run this one function, a gate at 0 gives the frozen layer's bits by construction.
+Every attention in the model runs through `attend`: the frozen layer's over the tokens, ungated
+prefix-tuning's over [P_K; K], and the token part of UniPELT's gated prefix (prefix.py), which
+also needs log Z_T, the log of the tokens' attention mass. Because the frozen layer and the gated
+prefix run this one function, a gate at 0 gives the frozen layer's bits by construction.
 
 No public PyTorch op returns log Z_T, so where it is cheap it is taken as follows:
 - CPU, no gradient, no dropout (inference): the fused kernel that F.scaled_dot_product_attention
@@ -15,6 +16,8 @@ No public PyTorch op returns log Z_T, so where it is cheap it is taken as follow
   from one score and one probability per query. Its backward is written out too (`WrittenOut`):
   d log Z_T / dS = P, so log Z_T's gradient is one multiply-add into the scores' gradient, and
   only P and the dropped-out P are kept for it (autograd would also keep the dropout mask).
+  Its dropout (`dropout`) takes a quarter of F.dropout's random draws: at length 512 those
+  draws cost more than the softmax.
 - Elsewhere (CUDA): F.scaled_dot_product_attention, fused with dropout; log Z_T is None and the
   gated prefix gets the tokens' share of the mass from a second fused call (prefix.py).
 """
@@ -22,15 +25,15 @@ import torch
 import torch.nn.functional as F
 
 
-def token_attention(
+def attend(
     q: torch.Tensor,  # (B, h, T, d)
-    k: torch.Tensor,  # (B, h, T, d)
-    v: torch.Tensor,  # (B, h, T, d)
-    key_mask: torch.Tensor,  # (B, 1, 1, T)  True where a query may attend: the real tokens
+    k: torch.Tensor,  # (B, h, S, d)  S keys: the T tokens' (or a prefix's and the tokens')
+    v: torch.Tensor,  # (B, h, S, d)
+    key_mask: torch.Tensor,  # (B, 1, 1, S)  True where a query may attend: the real tokens
     dropout_p: float = 0.0,
     with_log_z: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """-> Attn(q, K, V) (B, h, T, d), and log Z_T (B, h, T, 1) in fp32, or None where not asked
+    """-> Attn(q, K, V) (B, h, T, d), and log Z (B, h, T, 1) in fp32, or None where not asked
     for (the output does not depend on the asking) or not cheap (CUDA)."""
     if q.device.type != "cpu":
         return F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout_p), None
@@ -53,8 +56,8 @@ class WrittenOut(torch.autograd.Function):
     @staticmethod
     def forward(ctx, q, k, v, bias, dropout_p: float, with_log_z: bool):
         k = k * q.size(-1) ** -0.5  # the scale on k, so that s_j below is one dot product
-        probs = torch.softmax(q @ k.transpose(-1, -2) + bias, dim=-1)  # P (B, h, T, T)
-        dropped = F.dropout(probs, dropout_p) if dropout_p > 0 else probs  # D
+        probs = torch.softmax((q @ k.transpose(-1, -2)).add_(bias), dim=-1)  # P (B, h, T, S)
+        dropped = dropout(probs, dropout_p) if dropout_p > 0 else probs  # D
         ctx.save_for_backward(q, k, v, probs, dropped)
         out = dropped @ v  # (B, h, T, d)
         if not with_log_z:
@@ -69,7 +72,7 @@ class WrittenOut(torch.autograd.Function):
     def backward(ctx, grad_out, grad_log_z):
         q, k, v, probs, dropped = ctx.saved_tensors
         grad_v = dropped.transpose(-1, -2) @ grad_out  # (B, h, T, d)
-        grad_s = (grad_out @ v.transpose(-1, -2)).mul_(dropped)  # D * dD = P * dP, (B, h, T, T)
+        grad_s = (grad_out @ v.transpose(-1, -2)).mul_(dropped)  # D * dD = P * dP, (B, h, T, S)
         shift = grad_s.sum(dim=-1, keepdim=True)  # sum_j (P * dP)_j, (B, h, T, 1)
         if grad_log_z is not None:
             shift -= grad_log_z.to(shift.dtype)
@@ -77,3 +80,19 @@ class WrittenOut(torch.autograd.Function):
         grad_q = grad_s @ k  # k is scaled already
         grad_k = (grad_s.transpose(-1, -2) @ q) * q.size(-1) ** -0.5
         return grad_q, grad_k, grad_v, None, None, None
+
+
+def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
+    """F.dropout(x, p) in training, from a quarter of the random draws: each element is zeroed
+    with probability p, the rest scaled by 1 / (1 - p).
+
+    F.dropout draws (at least) one 32-bit random number per element, and on the attention
+    probabilities, (B, h, T, S), that draw is the largest single cost of a CPU training step at
+    length 512. Here each 64-bit draw gives four 16-bit numbers, and p is rounded to a multiple
+    of 2^-16 (0.1 -> 0.100006), with the scale to match, so that E[dropout(x)] = x exactly.
+    """
+    n = x.numel()
+    bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
+    bits = bits.view(torch.int16)[:n].view(x.shape)  # uniform over the 2^16 values of an int16
+    n_dropped = round(p * 2**16)  # of those 2^16 values, the lowest n_dropped drop the element
+    return (x * (2**16 / (2**16 - n_dropped))).masked_fill_(bits < -2**15 + n_dropped, 0)

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from minipelt.adapter import Adapter
-from minipelt.attention import token_attention
+from minipelt.attention import attend
 from minipelt.gate import Gate
 from minipelt.lora import LoRALinear
 from minipelt.methods import PeltConfig, is_pelt_parameter
@@ -121,7 +121,7 @@ class BertLayer(nn.Module):
         v = self.split_heads(sa.value(x, token_mask))
         p = self.attn_dropout if self.training else 0.0
         if prefix_kv is None:  # the frozen attention: softmax(q k^T / sqrt(d) + mask) v (attention.py)
-            attn, _ = token_attention(q, k, v, key_mask, p)  # (B, h, T, d)
+            attn, _ = attend(q, k, v, key_mask, p)  # (B, h, T, d)
         else:  # prefix-tuning: attention over [P_K; K], [P_V; V], gate G_P on x (prefix.py)
             g_p = self.prefix_gate(x, token_mask) if self.prefix_gate is not None else None
             attn = prefix_attention(q, k, v, key_mask, prefix_kv, g_p, self.prefix_gate_form, p)

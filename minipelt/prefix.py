@@ -30,13 +30,13 @@ UniPELT's gate G_P (on the layer input) enters in one of two forms:
 - "kv" (official code): P_K, P_V are multiplied by G_P. At G_P = 0 the prefix keys are 0,
   each still takes exp(0) of attention mass, so the layer does NOT reduce to the frozen one.
 Ungated prefix-tuning and the "kv" form have no exactness to keep: they run the left-hand
-side, one fused call over [P_K; K], [P_V; V], as fast as the plain attention.
+side, one `attend` over [P_K; K], [P_V; V], as fast as the plain attention.
 """
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minipelt.attention import token_attention
+from minipelt.attention import attend
 
 
 class PrefixTuning(nn.Module):
@@ -90,8 +90,7 @@ def prefix_attention(
     B, h, T, d = q.shape
     keys = torch.cat([p_k.expand(B, h, -1, d), k], dim=2)  # (B, h, L + T, d)
     values = torch.cat([p_v.expand(B, h, -1, d), v], dim=2)
-    return F.scaled_dot_product_attention(q, keys, values, attn_mask=with_prefix_slots(key_mask, p_k.size(-2)),
-                                          dropout_p=dropout_p)
+    return attend(q, keys, values, with_prefix_slots(key_mask, p_k.size(-2)), dropout_p)[0]
 
 
 def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
@@ -102,7 +101,7 @@ def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
     fused call (`mass_shares`).
     """
     d = q.size(-1)
-    out_tokens, log_z_tokens = token_attention(q, k, v, key_mask, dropout_p, with_log_z=True)  # the frozen call
+    out_tokens, log_z_tokens = attend(q, k, v, key_mask, dropout_p, with_log_z=True)  # the frozen call
     scores = (q @ p_k.transpose(-1, -2)).float() * d ** -0.5  # (B, h, T, L): only T x L scores
     log_z_prefix = torch.logsumexp(scores, dim=-1, keepdim=True)  # (B, h, T, 1)
     probs = torch.exp(scores - log_z_prefix)  # softmax over the L prefix keys (faster than softmax on rows this short)
@@ -114,7 +113,7 @@ def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
         z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
     # Exactly 0 at g = 0 (the clamp keeps 0 / 0 out), so the output is then out_tokens.
     lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=torch.finfo(z_tokens.dtype).tiny)
-    return out_tokens + lam.to(out_tokens.dtype) * (out_prefix - out_tokens)
+    return torch.lerp(out_tokens, out_prefix, lam.to(out_tokens.dtype))  # out_tokens + lam (out_prefix - out_tokens)
 
 
 def mass_shares(q, k, p_k, key_mask) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,6 @@
 """minipelt/attention.py's ways to the same attention, and prefix.py's two ways to the attention masses.
 
-On CPU token_attention takes the fused kernel's entry point without a gradient and writes the
+On CPU attend takes the fused kernel's entry point without a gradient and writes the
 attention out with one; on CUDA it calls F.scaled_dot_product_attention and the gated prefix
 takes its masses from `mass_shares`. Each way must give the same attention, log Z_T and lam,
 and the first must give F.scaled_dot_product_attention's bits (that is the reason to take it).
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minipelt.prefix
-from minipelt.attention import token_attention
+from minipelt.attention import attend, dropout
 from minipelt.device import cpu_has_bf16
 from minipelt.prefix import mass_shares, mix_in_prefix
 
@@ -39,16 +39,16 @@ def written_out(q, k, keep):
 
 @settings(max_examples=30, deadline=None)
 @given(inputs=attention_inputs())
-def test_token_attention_is_sdpa_with_the_log_normaliser(inputs):
+def test_attend_is_sdpa_with_the_log_normaliser(inputs):
     q, k, v, keep, _ = inputs
     sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
     _, log_z = written_out(q, k, keep)
     with torch.no_grad():
-        fused, fused_log_z = token_attention(q, k, v, keep, with_log_z=True)  # the kernel's own entry point
+        fused, fused_log_z = attend(q, k, v, keep, with_log_z=True)  # the kernel's own entry point
     assert torch.equal(fused, sdpa)  # the same kernel: the same bits
-    explicit, explicit_log_z = token_attention(q, k, v, keep, with_log_z=True)  # gradient enabled: written out
+    explicit, explicit_log_z = attend(q, k, v, keep, with_log_z=True)  # gradient enabled: written out
     torch.testing.assert_close(explicit, sdpa, atol=1e-5, rtol=1e-5)
-    assert torch.equal(token_attention(q, k, v, keep)[0], explicit)  # the output does not depend on the asking
+    assert torch.equal(attend(q, k, v, keep)[0], explicit)  # the output does not depend on the asking
     for got in (fused_log_z, explicit_log_z):
         assert got.dtype == torch.float32 and got.shape == (*q.shape[:3], 1)
         torch.testing.assert_close(got.double(), log_z, atol=1e-5, rtol=1e-5)
@@ -61,7 +61,7 @@ def test_under_bf16_autocast_the_fused_path_keeps_sdpas_bits():
     keep = torch.ones(2, 1, 1, 7, dtype=torch.bool)
     keep[1, ..., 4:] = False
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        got, _ = token_attention(q, k, v, keep)
+        got, _ = attend(q, k, v, keep)
         assert torch.equal(got, F.scaled_dot_product_attention(q, k, v, attn_mask=keep))
 
 
@@ -78,14 +78,31 @@ def test_the_written_out_backward_is_autograds(inputs, dropout_p):
         torch.manual_seed(0)
         if reference:
             scores, log_z = written_out(leaves[0].float(), leaves[1].float(), keep)
-            out = F.dropout(torch.softmax(scores.float(), -1), dropout_p) @ leaves[2]
+            probs = torch.softmax(scores.float(), -1)
+            out = (dropout(probs, dropout_p) if dropout_p else probs) @ leaves[2]
             log_z = log_z.float()
         else:
-            out, log_z = token_attention(*leaves, keep, dropout_p, with_log_z=True)
+            out, log_z = attend(*leaves, keep, dropout_p, with_log_z=True)
         ((out * weights).sum() + log_z.sum()).backward()
         grads.append([t.grad for t in leaves])
     for got, want in zip(*grads):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(shape=st.lists(st.integers(1, 7), min_size=1, max_size=4), p=st.sampled_from([0.1, 0.5, 0.9]),
+       seed=st.integers(0, 2**31 - 1))
+def test_dropout_zeroes_with_probability_p_and_scales_the_rest(shape, p, seed):
+    torch.manual_seed(seed)
+    x = torch.rand(shape) + 0.5
+    got = dropout(x, p)
+    kept = got != 0
+    assert got.shape == x.shape
+    torch.testing.assert_close(got[kept], x[kept] / (1 - p), rtol=1e-4, atol=0)  # p rounded to 2^-16
+    many = dropout(torch.ones(50_000), p)  # the rate: within 5 sigma of p, the mean within 5 sigma of 1
+    sigma = math.sqrt(p * (1 - p) / many.numel())
+    assert abs((many == 0).float().mean().item() - p) < 5 * sigma
+    assert abs(many.mean().item() - 1) < 5 * sigma / (1 - p)
 
 
 @settings(max_examples=30, deadline=None)
@@ -112,7 +129,7 @@ def test_every_way_to_lam_gives_the_same_mixture_and_gate_zero_gives_the_tokens_
         fused = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
     explicit = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(minipelt.prefix, "token_attention",
+        m.setattr(minipelt.prefix, "attend",
                   lambda q, k, v, mask, p, with_log_z: (F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None))
         shares = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
     torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
@@ -120,5 +137,5 @@ def test_every_way_to_lam_gives_the_same_mixture_and_gate_zero_gives_the_tokens_
     if gate == 0:
         sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
         assert torch.equal(fused, sdpa) and torch.equal(shares, sdpa)
-        assert torch.equal(explicit, token_attention(q, k, v, keep)[0])
+        assert torch.equal(explicit, attend(q, k, v, keep)[0])
 
