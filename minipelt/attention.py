@@ -62,8 +62,8 @@ class WrittenOut(torch.autograd.Function):
         out = dropped @ v  # (B, h, T, d)
         if not with_log_z:
             return out, None
-        # log p_j = s_j - log Z_T for every key j; the likeliest key's (p_j >= 1/T) is the best conditioned.
-        j = probs.argmax(dim=-1, keepdim=True)  # (B, h, T, 1): a real token, so no bias there
+        # log p_j = s_j - log Z for every key j; the likeliest key's (p_j >= 1/S) is the best conditioned.
+        j = probs.argmax(dim=-1, keepdim=True)  # (B, h, T, 1): an attended key, so its bias is 0
         s_j = (q * k.gather(2, j.expand(-1, -1, -1, k.size(-1)))).sum(dim=-1, keepdim=True)  # (B, h, T, 1)
         return out, s_j.float() - probs.gather(-1, j).float().log()
 
@@ -95,4 +95,6 @@ def dropout(x: torch.Tensor, p: float) -> torch.Tensor:
     bits = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64, device=x.device)
     bits = bits.view(torch.int16)[:n].view(x.shape)  # uniform over the 2^16 values of an int16
     n_dropped = round(p * 2**16)  # of those 2^16 values, the lowest n_dropped drop the element
+    if not 0 <= n_dropped < 2**16:
+        raise ValueError(f"attention dropout p = {p}: it must be in [0, 1) (at most 1 - 2^-17)")
     return (x * (2**16 / (2**16 - n_dropped))).masked_fill_(bits < -2**15 + n_dropped, 0)

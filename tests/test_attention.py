@@ -103,6 +103,8 @@ def test_dropout_zeroes_with_probability_p_and_scales_the_rest(shape, p, seed):
     sigma = math.sqrt(p * (1 - p) / many.numel())
     assert abs((many == 0).float().mean().item() - p) < 5 * sigma
     assert abs(many.mean().item() - 1) < 5 * sigma / (1 - p)
+    with pytest.raises(ValueError, match="must be in"):
+        dropout(x, 1.0)
 
 
 @settings(max_examples=30, deadline=None)
