@@ -130,10 +130,11 @@ class BertLayer(nn.Module):
         ao = self.attention.output
         a = ao.LayerNorm(self.dropout(ao.dense(attn)) + x)
         h_f = self.dropout(self.output.dense(F.gelu(self.intermediate.dense(a))))  # FFN output
-        out = self.output.LayerNorm(h_f + a)
+        residual = h_f + a
+        out = self.output.LayerNorm(residual)
         # The adapter enters after the FFN: out = LN2(G_A * h_A + h_F + a), h_A = adapter(out).
         if self.adapter is not None:
-            out = self.output.LayerNorm(self.adapter(out, token_mask) + h_f + a)
+            out = self.output.LayerNorm(self.adapter(out, token_mask) + residual)
         return out  # (B, T, H)
 
     def gates(self) -> dict[str, Gate]:

@@ -44,9 +44,9 @@ class LoRALinear(nn.Linear):
         y = F.linear(x, self.weight, self.bias)  # the frozen path: (B, T, H_out)
         if self.r == 0 or self.merged:
             return y
-        delta = F.linear(F.linear(x, self.lora_A), self.lora_B)  # B (A x): (B, T, H_out)
         s = self.gate(x, token_mask) if self.gate is not None else self.scaling
-        return y + s * delta
+        # s B (A x) = B (s A x): the scale on the r-wide A x (B, T, r), a pass over H_out / r fewer values
+        return y + F.linear(s * F.linear(x, self.lora_A), self.lora_B)
 
     def delta_weight(self) -> torch.Tensor:
         return self.scaling * (self.lora_B @ self.lora_A)  # (H_out, H_in)
