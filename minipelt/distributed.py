@@ -89,8 +89,13 @@ def context() -> Context:
 
 
 def shutdown() -> None:
-    """End the process group, if one was started: a clean exit under torchrun (NCCL warns otherwise)."""
+    """End the process group, if one was started: a clean exit under torchrun (NCCL warns otherwise).
+
+    The barrier first: rank 0 still writes results while the others are done, and a rank that
+    tears its group down while another still holds connections to it can abort (gloo: SIGABRT,
+    "terminate called without an active exception", seen once in CI)."""
     global _context
     if torch_dist.is_initialized():
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
     _context = None
