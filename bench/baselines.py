@@ -10,6 +10,7 @@ correlation and Spearman, which a constant leaves undefined (minipelt's metrics 
 method within a point of it has learned nothing the test metric can see.
 """
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -50,10 +51,15 @@ def settings_line(results: list[dict]) -> str:
     """The runs' settings that depart from the paper's protocol, e.g. 'precision bf16 (paper: fp32)'."""
     departures = []
     for name, theirs in PAPER_SETTINGS.items():
-        ours = sorted({str(r.get(name, r.get("options", {}).get(name))) for r in results} - {"None"})
-        if ours and ours != [str(theirs)]:
+        ours = Counter(str(r.get(name, r.get("options", {}).get(name))) for r in results)
+        ours.pop("None", None)
+        if ours and list(ours) != [str(theirs)]:
             unit = " steps" if name == "eval_every" else ""
-            departures.append(f"{name.replace('_', ' ')} {' / '.join(ours)}{unit} (paper: {theirs})")
+            if len(ours) == 1:
+                values = next(iter(ours))
+            else:  # mixed: say how many runs had each value
+                values = " / ".join(f"{v} ({n} run{'s' * (n > 1)})" for v, n in sorted(ours.items(), key=lambda vn: -vn[1]))
+            departures.append(f"{name.replace('_', ' ')} {values}{unit} (paper: {theirs})")
     epochs = sorted({r["options"]["epochs"] for r in results if "options" in r})
     if epochs:
         departures.append(f"epochs {' / '.join(map(str, epochs))} and per-method learning rates from our "

@@ -189,3 +189,14 @@ def test_without_matplotlib_the_tables_are_written_and_the_plots_skipped(tmp_pat
     assert "plots skipped: matplotlib is not installed (pip install -r bench/requirements.txt)" in printed
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "grid_check.md", "grid_table1.csv", "grid_table1.md", "grid_table2.csv", "grid_table2.md"]
+
+
+def test_the_header_names_each_departure_and_counts_runs_where_they_differ():
+    """A setting every run shares is named once; one the runs differ in gets each value's run count."""
+    runs = [dict(model="minilm", options=dict(precision=p, eval_every=28, epochs=30)) for p in ("bf16", "bf16", "fp32")]
+    line = baselines.settings_line(runs)
+    assert "model minilm (paper: bert-base-uncased)" in line
+    assert "precision bf16 (2 runs) / fp32 (1 run) (paper: fp32)" in line
+    assert "eval every 28 steps (paper: once an epoch)" in line
+    same = baselines.settings_line([dict(model="minilm", options=dict(precision="bf16", epochs=30))])
+    assert "precision bf16 (paper: fp32)" in same
