@@ -24,9 +24,9 @@ UniPELT's gate G_P (on the layer input) enters in one of two forms:
   lam = G_P Z_P / (G_P Z_P + Z_T). At G_P = 0, lam = 0 and the output *is* Attn(q, K, V),
   bit for bit: the frozen layer. This is computed as the right-hand side above: the token
   part by the frozen layer's own call, which also gives log Z_T (attention.py), the prefix
-  mixed in afterwards (one fused call over [P_K; K] over L + T keys would sum in another
-  order and not give the frozen bits). Where the frozen call gives no log Z_T (CUDA),
-  exactness costs one more fused pass over the keys, for lam.
+  part from its L keys alone (`attend_prefix`), mixed in afterwards (one fused call over
+  [P_K; K] would sum in another order and not give the frozen bits). Where the frozen call
+  gives no log Z_T (CUDA), exactness costs one more fused pass over the keys, for lam.
 - "kv" (official code): P_K, P_V are multiplied by G_P. At G_P = 0 the prefix keys are 0,
   each still takes exp(0) of attention mass, so the layer does NOT reduce to the frozen one.
 Ungated prefix-tuning and the "kv" form have no exactness to keep: they run the left-hand
@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from minipelt.attention import attend
+from minipelt.attention import attend, dropout
 
 
 class PrefixTuning(nn.Module):
@@ -96,16 +96,12 @@ def prefix_attention(
 def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
     """(1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V), lam = g Z_P / (g Z_P + Z_T); g: (B, 1, 1, 1).
 
-    Attn(q, K, V) and log Z_T come from the frozen layer's own call (attention.py), Z_P from the
-    T x L prefix scores. Where that call gives no log Z_T (CUDA), the masses come from one more
-    fused call (`mass_shares`).
+    Attn(q, K, V) and log Z_T come from the frozen layer's own call (attention.py), Attn(q, P_K, P_V)
+    and log Z_P from the T x L prefix scores (`attend_prefix`). Where the frozen call gives no
+    log Z_T (CUDA), the masses come from one more fused call (`mass_shares`).
     """
-    d = q.size(-1)
     out_tokens, log_z_tokens = attend(q, k, v, key_mask, dropout_p, with_log_z=True)  # the frozen call
-    scores = (q @ p_k.transpose(-1, -2)).float() * d ** -0.5  # (B, h, T, L): only T x L scores
-    log_z_prefix = torch.logsumexp(scores, dim=-1, keepdim=True)  # (B, h, T, 1)
-    probs = torch.exp(scores - log_z_prefix)  # softmax over the L prefix keys (faster than softmax on rows this short)
-    out_prefix = (F.dropout(probs, dropout_p, training=dropout_p > 0) @ p_v).to(out_tokens.dtype)  # (B, h, T, d)
+    out_prefix, log_z_prefix = attend_prefix(q, p_k, p_v, dropout_p)
     if log_z_tokens is None:
         z_prefix, z_tokens = mass_shares(q, k, p_k, key_mask)
     else:
@@ -113,7 +109,28 @@ def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
         z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
     # Exactly 0 at g = 0 (the clamp keeps 0 / 0 out), so the output is then out_tokens.
     lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=torch.finfo(z_tokens.dtype).tiny)
-    return torch.lerp(out_tokens, out_prefix, lam.to(out_tokens.dtype))  # out_tokens + lam (out_prefix - out_tokens)
+    return torch.lerp(out_tokens, out_prefix.to(out_tokens.dtype), lam.to(out_tokens.dtype))
+
+
+def attend_prefix(q, p_k, p_v, dropout_p) -> tuple[torch.Tensor, torch.Tensor]:
+    """Attn(q, P_K, P_V) (B, h, T, d) and log Z_P (B, h, T, 1) in fp32, over the L prefix keys only.
+
+    The scores are laid out (h, L, B T), the L keys on the rows: one wide GEMM per head and a
+    softmax down the rows, both several times faster on CPU than over (B, h, T, L), whose rows
+    of L = 10 leave the vector units idle. Dropout as on the tokens' probabilities.
+    """
+    B, h, T, d = q.shape
+    queries = q.transpose(1, 2).reshape(B * T, h, d).transpose(0, 1)  # (h, BT, d): a view of the layer's q
+    scores = torch.bmm(p_k.to(q.dtype), queries.transpose(1, 2)).float() * d ** -0.5  # (h, L, BT)
+    top = scores.amax(dim=1, keepdim=True).detach()  # softmax's shift; log Z_P adds it back
+    unnormalised = torch.exp(scores - top)
+    z = unnormalised.sum(dim=1, keepdim=True)  # (h, 1, BT)
+    probs = unnormalised / z
+    if dropout_p > 0:
+        probs = dropout(probs, dropout_p)
+    out = torch.bmm(probs.transpose(1, 2).to(q.dtype), p_v.to(q.dtype))  # (h, BT, d)
+    log_z = top + z.log()  # (h, 1, BT)
+    return out.view(h, B, T, d).transpose(0, 1), log_z.view(h, B, T, 1).transpose(0, 1)
 
 
 def mass_shares(q, k, p_k, key_mask) -> tuple[torch.Tensor, torch.Tensor]:
