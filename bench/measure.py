@@ -88,6 +88,12 @@ def cpu_name() -> str:
         return platform.processor()
 
 
+def parse_shape(shape: str) -> tuple[int, int]:
+    """'16x128' -> (16, 128): batch size x sequence length."""
+    batch_size, seq_len = shape.split("x")
+    return int(batch_size), int(seq_len)
+
+
 def inference_times(forward, steps: int, warmup: int, device: torch.device) -> tuple[list[float], list[float]]:
     with torch.no_grad():
         timed(forward, warmup, device)

@@ -11,7 +11,7 @@ import sys
 import torch
 
 from bench import speed  # the protocol (speed.measure_one) and its helpers
-from bench.measure import inference_times, train_then_infer
+from bench.measure import inference_times, parse_shape, train_then_infer
 from bench.peer_models import build_peer
 from bench.speed import ROOT, gradient_check, make_batch
 
@@ -71,9 +71,3 @@ def source_digest() -> str:
     for path in sorted((ROOT / "minipelt").glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:12]
-
-
-def parse_shape(shape: str) -> tuple[int, int]:
-    batch_size, seq_len = shape.split("x")
-    return int(batch_size), int(seq_len)
-

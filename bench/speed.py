@@ -135,19 +135,26 @@ def measure_one(args, method: str) -> dict:
     result.update(train_then_infer(model, forward, batch["labels"], optimizer, args.steps, args.warmup, device,
                                    lambda: gradient_check(model, batch)))
 
-    merged_what = []
+    merged_what = deploy(model)
+    if merged_what:
+        merged, merged_cpu = inference_times(forward, args.steps, args.warmup, device)
+        result.update(merged=merged_what, merged_infer_s=merged, merged_infer_cpu_s=merged_cpu)
+    return result
+
+
+def deploy(model: SequenceClassifier) -> str:
+    """Make a trained model what is deployed: ungated LoRA merged into W, the prefix MLP folded.
+    Returns what was done ('' for nothing)."""
+    done = []
     if model.bert.pelt.lora and not model.bert.pelt.gated:
         for m in model.modules():
             if isinstance(m, LoRALinear):
                 m.merge()
-        merged_what.append("LoRA merged")
+        done.append("LoRA merged")
     if model.bert.prefix is not None:
         model.bert.prefix.fold()
-        merged_what.append("prefix folded")
-    if merged_what:
-        merged, merged_cpu = inference_times(forward, args.steps, args.warmup, device)
-        result.update(merged=" + ".join(merged_what), merged_infer_s=merged, merged_infer_cpu_s=merged_cpu)
-    return result
+        done.append("prefix folded")
+    return " + ".join(done)
 
 
 # ----------------------------------------------------------------------------------------------

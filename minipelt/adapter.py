@@ -28,7 +28,9 @@ class Adapter(nn.Module):
             nn.init.zeros_(linear.bias)
         self.gate = Gate(hidden_size) if gated else None
 
-    def forward(self, x_a: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
-        """x_a: (B, T, H) the frozen layer output -> the (gated) delta G_A * h_A, (B, T, H)."""
+    def forward(self, x_a: torch.Tensor, residual: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """x_a: (B, T, H) the frozen layer output, residual: h_F + a -> residual + G_A * h_A, (B, T, H)."""
         h_a = self.up(torch.relu(self.down(x_a)))
-        return h_a if self.gate is None else self.gate(x_a, token_mask) * h_a
+        if self.gate is None:
+            return residual + h_a
+        return torch.addcmul(residual, self.gate(x_a, token_mask), h_a)  # one pass, no G_A * h_A temporary

@@ -132,9 +132,9 @@ class BertLayer(nn.Module):
         h_f = self.dropout(self.output.dense(F.gelu(self.intermediate.dense(a))))  # FFN output
         residual = h_f + a
         out = self.output.LayerNorm(residual)
-        # The adapter enters after the FFN: out = LN2(G_A * h_A + h_F + a), h_A = adapter(out).
+        # The adapter enters after the FFN: out = LN2(h_F + a + G_A * h_A), h_A from x_A = LN2(h_F + a).
         if self.adapter is not None:
-            out = self.output.LayerNorm(self.adapter(out, token_mask) + residual)
+            out = self.output.LayerNorm(self.adapter(out, residual, token_mask))
         return out  # (B, T, H)
 
     def gates(self) -> dict[str, Gate]:

@@ -45,8 +45,10 @@ class LoRALinear(nn.Linear):
         if self.r == 0 or self.merged:
             return y
         s = self.gate(x, token_mask) if self.gate is not None else self.scaling
-        # s B (A x) = B (s A x): the scale on the r-wide A x (B, T, r), a pass over H_out / r fewer values
-        return y + F.linear(s * F.linear(x, self.lora_A), self.lora_B)
+        # s B (A x) = B (s A x): the scale on the r-wide A x, a pass over H_out / r fewer values
+        down = s * F.linear(x, self.lora_A)  # (B, T, r)
+        # y + down B^T, added in place by the GEMM (addmm_): no (B, T, H_out) temporaries
+        return y.flatten(0, -2).addmm_(down.flatten(0, -2).to(y.dtype), self.lora_B.t().to(y.dtype)).view_as(y)
 
     def delta_weight(self) -> torch.Tensor:
         return self.scaling * (self.lora_B @ self.lora_A)  # (H_out, H_in)

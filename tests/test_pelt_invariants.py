@@ -284,7 +284,8 @@ def test_prefix_attention_is_a_softmax_over_prefix_and_tokens_with_log_gate(zoo,
 @given(batch=batches(), seed=seeds)
 def test_adapter_reads_ln2_of_ffn_plus_attention_output(zoo, pelt, batch, seed):
     """x_A = LN2(h_F + a), the frozen layer's output (the paper's h_FN), not h_F alone; and the
-    adapter's output h_A (gated) enters as LN2(h_A + h_F + a), through the same LN2."""
+    adapter's output h_A = W_up relu(W_down x_A), gated, enters as LN2(G_A h_A + h_F + a), through
+    the same LN2."""
     bert = zoo.trained(pelt, seed)
     modules = {}
     for i, layer in enumerate(bert.encoder.layer):
@@ -294,10 +295,13 @@ def test_adapter_reads_ln2_of_ffn_plus_attention_output(zoo, pelt, batch, seed):
     with torch.no_grad():
         for i, layer in enumerate(bert.encoder.layer):
             (_, a), (_, h_f) = seen[i, "a"], seen[i, "h_f"]  # eval mode: no dropout on h_F
-            x_a, h_a = seen[i, "adapter"]
-            ln2 = layer.output.LayerNorm
+            x_a, with_adapter = seen[i, "adapter"]
+            adapter, ln2 = layer.adapter, layer.output.LayerNorm
+            h_a = adapter.up(torch.relu(adapter.down(x_a)))
+            g_a = adapter.gate.last[:, None, None] if adapter.gate is not None else 1.0  # this forward's G_A
             torch.testing.assert_close(x_a, ln2(h_f + a), atol=1e-6, rtol=0)
-            torch.testing.assert_close(seen[i, "layer"][1], ln2(h_a + h_f + a), atol=1e-6, rtol=0)
+            torch.testing.assert_close(with_adapter, g_a * h_a + h_f + a, atol=1e-6, rtol=0)
+            torch.testing.assert_close(seen[i, "layer"][1], ln2(g_a * h_a + h_f + a), atol=1e-6, rtol=0)
 
 
 # --- padding, gate values --------------------------------------------------------------------
