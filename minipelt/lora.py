@@ -47,7 +47,8 @@ class LoRALinear(nn.Linear):
         s = self.gate(x, token_mask) if self.gate is not None else self.scaling
         # s B (A x) = B (s A x): the scale on the r-wide A x, a pass over H_out / r fewer values
         down = s * F.linear(x, self.lora_A)  # (B, T, r)
-        # y + down B^T, added in place by the GEMM (addmm_): no (B, T, H_out) temporaries
+        # y + down B^T, added in place by the GEMM (addmm_): no (B, T, H_out) temporaries. In-place
+        # ops skip autocast, hence the casts to y's dtype (bf16 under autocast, else a no-op).
         return y.flatten(0, -2).addmm_(down.flatten(0, -2).to(y.dtype), self.lora_B.t().to(y.dtype)).view_as(y)
 
     def delta_weight(self) -> torch.Tensor:
