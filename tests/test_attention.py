@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import minipelt.prefix
 from minipelt.attention import attend, dropout
 from minipelt.device import cpu_has_bf16
-from minipelt.prefix import mass_shares, mix_in_prefix
+from minipelt.prefix import attend_prefix, mass_shares, mix_in_prefix
 
 
 @st.composite
@@ -105,6 +105,27 @@ def test_dropout_zeroes_with_probability_p_and_scales_the_rest(shape, p, seed):
     assert abs(many.mean().item() - 1) < 5 * sigma / (1 - p)
     with pytest.raises(ValueError, match="must be in"):
         dropout(x, 1.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(inputs=attention_inputs(), layer_layout=st.booleans())
+def test_attend_prefix_is_softmax_attention_over_the_prefix_with_its_log_normaliser(inputs, layer_layout):
+    """The (h, L, B T) layout gives Attn(q, P_K, P_V) and log Z_P as the textbook formulas do, for q
+    contiguous or, as in the layer, a (B, h, T, d) view of (B, T, h, d); gradients included."""
+    q, _, _, _, (p_k, p_v) = inputs
+    if layer_layout:
+        q = q.transpose(1, 2).contiguous().transpose(1, 2)  # the same values, the layer's strides
+    q = q.detach().requires_grad_()
+    scores = (q.double() @ p_k.double().transpose(-1, -2)) / math.sqrt(q.size(-1))  # (B, h, T, L)
+    want_log_z = torch.logsumexp(scores, dim=-1, keepdim=True)
+    want = torch.softmax(scores, dim=-1) @ p_v.double()
+    out, log_z = attend_prefix(q, p_k, p_v, 0.0)
+    assert out.shape == q.shape and log_z.shape == (*q.shape[:3], 1) and log_z.dtype == torch.float32
+    torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(log_z.double(), want_log_z, atol=1e-5, rtol=1e-5)
+    (grad,) = torch.autograd.grad((out.sum() + log_z.sum()), q)
+    (want_grad,) = torch.autograd.grad(want.sum() + want_log_z.sum(), q)
+    torch.testing.assert_close(grad, want_grad, atol=1e-4, rtol=1e-4)
 
 
 @settings(max_examples=30, deadline=None)
