@@ -24,12 +24,11 @@ import os
 import shlex
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
-from bench.measure import cpu_name, parse_shape, sync
+from bench.measure import cpu_name, parse_shape, timed
 from bench.speed import RESULTS_DIR, ROOT, build_model, deploy, make_batch
 from minipelt.methods import METHODS
 
@@ -40,12 +39,10 @@ def time_rounds(models: dict, batch: dict, rounds: int, warmup: int, device: tor
     with torch.no_grad():
         for i in range(warmup + rounds):
             for method, model in models.items():
-                sync(device)
-                start = time.perf_counter()
-                model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
-                sync(device)
+                (seconds,), _ = timed(lambda: model(batch["input_ids"], batch["attention_mask"],
+                                                    batch["token_type_ids"]), 1, device)
                 if i >= warmup:
-                    times[method].append(time.perf_counter() - start)
+                    times[method].append(seconds)
     return times
 
 
