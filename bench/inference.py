@@ -22,28 +22,15 @@ import datetime
 import json
 import os
 import shlex
-import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
 
-from bench.measure import cpu_name, parse_shape, timed
+from bench.measure import cpu_name, paired_ratio, parse_shape, time_rounds
 from bench.speed import RESULTS_DIR, ROOT, build_model, deploy, make_batch
 from minipelt.methods import METHODS
-
-
-def time_rounds(models: dict, batch: dict, rounds: int, warmup: int, device: torch.device) -> dict[str, list[float]]:
-    """Seconds of each timed round's forward, per method; every round runs every model once."""
-    times = {method: [] for method in models}
-    with torch.no_grad():
-        for i in range(warmup + rounds):
-            for method, model in models.items():
-                (seconds,), _ = timed(lambda: model(batch["input_ids"], batch["attention_mask"],
-                                                    batch["token_type_ids"]), 1, device)
-                if i >= warmup:
-                    times[method].append(seconds)
-    return times
 
 
 def markdown(env: dict, deployed: dict[str, str], by_shape: dict[str, dict[str, list[float]]]) -> str:
@@ -53,9 +40,8 @@ def markdown(env: dict, deployed: dict[str, str], by_shape: dict[str, dict[str, 
     for method in deployed:
         cells = []
         for times in by_shape.values():
-            base, ours = times["finetune"], times[method]
-            paired = statistics.median(t / b for t, b in zip(ours, base))
-            cells += [f"{1e3 * min(ours):.1f}", f"{min(ours) / min(base):.3f}", f"{paired:.3f}"]
+            of_minima, paired = paired_ratio(times[method], times["finetune"])
+            cells += [f"{1e3 * min(times[method]):.1f}", f"{of_minima:.3f}", f"{paired:.3f}"]
         rows.append(f"| {method} | {deployed[method] or 'as trained'} | " + " | ".join(cells) + " |")
     lines = [f"# Deployed inference against plain BERT ({env['model']}, {env['device']})", "",
              f"`{env['command']}`", "",
@@ -97,7 +83,11 @@ def main(argv=None) -> None:
     by_shape = {}
     for shape in args.shapes.split(","):
         batch = make_batch(models["finetune"].bert.config, *parse_shape(shape), device)
-        by_shape[shape] = time_rounds(models, batch, args.rounds, args.warmup, device)
+        calls = {method: partial(model, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+                 for method, model in models.items()}
+        with torch.no_grad():
+            wall_and_cpu = time_rounds(calls, args.rounds, args.warmup, device)
+        by_shape[shape] = {method: wall for method, (wall, _) in wall_and_cpu.items()}
         print(f"--- {shape}: " + ", ".join(f"{m} {min(t) / min(by_shape[shape]['finetune']):.3f}"
                                         for m, t in by_shape[shape].items()), flush=True)
 

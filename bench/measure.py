@@ -4,6 +4,7 @@ import gc
 import platform
 import re
 import resource
+import statistics
 import time
 
 import torch
@@ -92,6 +93,26 @@ def parse_shape(shape: str) -> tuple[int, int]:
     """'16x128' -> (16, 128): batch size x sequence length."""
     batch_size, seq_len = shape.split("x")
     return int(batch_size), int(seq_len)
+
+
+def time_rounds(calls: dict, rounds: int, warmup: int, device: torch.device) -> dict[str, tuple[list[float], list[float]]]:
+    """Wall and process CPU seconds of every call in each of `rounds` rounds, after `warmup` untimed
+    ones: {name: (wall, cpu)}. A round runs each call once, in turn, so that a change in the machine's
+    load hits every call alike; compare them with `paired_ratio`."""
+    times = {name: ([], []) for name in calls}
+    for i in range(warmup + rounds):
+        for name, call in calls.items():
+            (wall,), (cpu,) = timed(call, 1, device)
+            if i >= warmup:
+                times[name][0].append(wall)
+                times[name][1].append(cpu)
+    return times
+
+
+def paired_ratio(ours: list[float], base: list[float]) -> tuple[float, float]:
+    """Two estimates of ours / base from the same rounds: the ratio of the minima (each call's least
+    disturbed round) and the median of the per-round ratios (a round's disturbance hits both)."""
+    return min(ours) / min(base), statistics.median(o / b for o, b in zip(ours, base))
 
 
 def inference_times(forward, steps: int, warmup: int, device: torch.device) -> tuple[list[float], list[float]]:

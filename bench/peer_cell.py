@@ -2,7 +2,8 @@
 
 A minipelt cell runs bench.speed.measure_one itself; a peer cell (bench.peer_models) runs the same
 steps on the peer's model: train steps under bench.measure.PeakMemory and timed, the gradient check,
-inference, and inference again after the peer's merge where it has one.
+inference, and inference again after the peer's merge where it has one. Then, in both, fresh models
+of the cell, deployed, and of its side's base model, timed in the same rounds.
 """
 import argparse
 import hashlib
@@ -11,7 +12,7 @@ import sys
 import torch
 
 from bench import speed  # the protocol (speed.measure_one) and its helpers
-from bench.measure import inference_times, parse_shape, train_then_infer
+from bench.measure import inference_times, parse_shape, time_rounds, train_then_infer
 from bench.peer_models import build_peer
 from bench.speed import ROOT, gradient_check, make_batch
 
@@ -48,6 +49,37 @@ def measure_minipelt(args, method: str) -> dict:
     return dict(speed.measure_one(one, method), minipelt_source=source_digest())
 
 
+def deployed_and_base(args, impl: str, method: str) -> tuple:
+    """Fresh models of this cell, in eval mode: the method deployed (merged or folded where the
+    implementation offers it) and its side's plain base model (fine-tuning's: minipelt's own BERT, or
+    transformers' for the peers), each with the classifier head. Untrained: speed does not depend on
+    the values of the weights."""
+    device = torch.device(args.device)
+    if impl == "minipelt":
+        deployed, base = speed.build_model(args.models, method, device), speed.build_model(args.models, "finetune", device)
+        speed.deploy(deployed)
+    else:
+        deployed, merge = build_peer(args.models, impl, method)
+        if merge is not None:
+            merge(deployed)
+        base, _ = build_peer(args.models, "transformers", "finetune")
+    return deployed.to(device).eval(), base.to(device).eval()
+
+
+def deployed_against_base(args, impl: str, method: str) -> dict:
+    """The deployed model and the base model timed in the same rounds (bench.measure.time_rounds):
+    separate processes differ here by more than a method adds to inference."""
+    device = torch.device(args.device)
+    deployed, base = deployed_and_base(args, impl, method)
+    batch = make_batch(base.bert.config if impl == "minipelt" else base.hf.config, *parse_shape(args.shapes), device)
+    inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    with torch.no_grad():
+        times = time_rounds({"deployed": lambda: deployed(*inputs), "base": lambda: base(*inputs)},
+                            args.rounds, args.warmup, device)
+    return dict(rounds_deployed_s=times["deployed"][0], rounds_deployed_cpu_s=times["deployed"][1],
+                rounds_base_s=times["base"][0], rounds_base_cpu_s=times["base"][1])
+
+
 def measure_cell(args) -> dict:
     """This process's one cell: implementation args.one, the single model, shape and method given."""
     torch.set_num_threads(args.threads)
@@ -56,6 +88,7 @@ def measure_cell(args) -> dict:
     else:
         result = measure_peer(args, args.one, args.methods)
         result["versions"] = library_versions()
+    result.update(deployed_against_base(args, args.one, args.methods))
     return dict(result, python=sys.executable, torch=torch.__version__, threads=torch.get_num_threads())
 
 

@@ -43,6 +43,13 @@ What a cell measures is bench/speed.py's protocol; a minipelt cell runs speed.me
     times        median over --steps calls after --warmup calls, of process CPU time
                  (time.process_time, all threads; other jobs on a shared CPU do not inflate it) and of
                  wall time. Ratios use CPU time on CPU and wall time on CUDA.
+    deployed vs base
+                 the deployed model (as `merged`) against its side's plain base model (minipelt's BERT,
+                 transformers' for the peers), fresh models in eval mode, timed in --rounds rounds of
+                 one no-grad forward each (bench.measure.time_rounds): the ratio of the minima and the
+                 median of the per-round ratios. Separate processes differ here by more than a method
+                 adds to inference; in fine-tuning's cell this compares two base models, the floor of
+                 the measurement.
     peak memory  bench.measure.PeakMemory over the warm-up and measured train steps. CPU: peak RSS
                  increase over the RSS just before them. CUDA: allocator peak over the allocation then.
     params       trainable parameters without the classifier (a prefix counted with its MLP)
@@ -98,6 +105,7 @@ def run_cell(args, cell: dict) -> dict:
         command = [python, "-m", "bench.peers", "--one", cell["impl"], "--models", cell["model"],
                    "--shapes", cell["shape"], "--methods", cell["method"], "--device", args.device,
                    "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
+                   "--rounds", str(args.rounds),
                    "--json-out", str(out)]
         start = time.time()
         done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -182,12 +190,16 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in every cell")
     parser.add_argument("--steps", type=int, default=5, help="measured calls (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls before the measured ones")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="rounds of deployed-vs-base inference, both models timed in each (see the docstring)")
     parser.add_argument("--peer-python", default=sys.executable,
                         help="interpreter with transformers, peft, adapters (bench/requirements-peers.txt)")
     add_output_options(parser, RESULTS_DIR)
     args = parser.parse_args(argv)
     check_args(parser, args)
 
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     if args.one:
         args.models, args.shapes, args.methods = args.models[0], args.shapes[0], args.methods[0]
         Path(args.json_out).write_text(json.dumps(measure_cell(args)))

@@ -6,6 +6,7 @@ bench.speed_report.human for parameter counts.
 """
 import statistics
 
+from bench.measure import paired_ratio
 from bench.peer_models import PEERS
 from bench.speed_report import human
 
@@ -34,6 +35,9 @@ def summarise(results: list[dict], device: str) -> list[dict]:
                 row[f"{what}_wall_ms"] = ms(r, what, device, "wall")
         if "merged" in r:
             row["merged"] = r["merged"]
+        if "rounds_base_s" in r:
+            clock = "_cpu_s" if device == "cpu" else "_s"
+            row["deployed_vs_base"] = paired_ratio(r["rounds_deployed" + clock], r["rounds_base" + clock])
         ft = by_key.get((r["model"], r["shape"], "finetune", "minipelt" if r["impl"] == "minipelt" else "transformers"))
         if ft and ft["status"] == "ok":
             row["vs_finetune"] = ratios(r, ft, device, deployed_vs_base=True)
@@ -78,7 +82,10 @@ def markdown(env: dict, rows: list[dict], results: list[dict]) -> str:
         "unipelt is UniPELT (APL): minipelt's 'unipelt', adapters' UniPELTConfig(); the peer configs are in "
         "bench/peers.py's docstring.",
     ]
-    lines += ["", *compact_table(rows)]
+    lines += ["", *compact_table(rows), "", "Deployed inference over the base model of the same side, timed in the same "
+              "rounds in one process: the ratio of the minima / the median of the per-round ratios. "
+              "Fine-tuning's row compares two base models: the measurement's own floor.", "",
+              *deployed_table(rows)]
     for model in env["models"]:
         for shape in env["shapes"]:
             lines += ["", f"## {model}, batch {shape.replace('x', ' x ')}", "", *cell_table(
@@ -108,6 +115,29 @@ def compact_table(rows: list[dict]) -> list[str]:
             if any(cells):
                 lines.append(f"| {method} ({peer}) | " + " | ".join(cells) + " |")
     return lines
+
+
+def deployed_table(rows: list[dict]) -> list[str]:
+    """Deployed over base inference per method and implementation, one column per setting."""
+    settings = list(dict.fromkeys((r["model"], r["shape"]) for r in rows))
+    by_key = {(r["model"], r["shape"], r["method"], r["impl"]): r for r in rows}
+    lines = ["| deployed / base inference | " + " | ".join(f"{m} {s}" for m, s in settings) + " |",
+             "|---|" + "---:|" * len(settings)]
+    for method, peers in PEERS.items():
+        for impl in ("minipelt",) + peers:
+            cells = [deployed_cell(by_key.get((model, shape, method, impl))) for model, shape in settings]
+            if any(cells):
+                lines.append(f"| {method} ({impl}) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def deployed_cell(row: dict | None) -> str:
+    if row is None:
+        return ""
+    if row["status"] != "ok":
+        return "failed"
+    of_minima, paired = row["deployed_vs_base"]
+    return f"{of_minima:.2f} / {paired:.2f}"
 
 
 def cell_table(rows: list[dict]) -> list[str]:
