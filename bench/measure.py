@@ -121,17 +121,22 @@ def inference_times(forward, steps: int, warmup: int, device: torch.device) -> t
         return timed(forward, steps, device)
 
 
+def make_train_step(forward, labels, optimizer):
+    """One train step as every benchmark takes it: forward, cross-entropy, backward, AdamW, zero_grad."""
+    def train_step():
+        F.cross_entropy(forward().float(), labels).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return train_step
+
+
 def train_then_infer(model, forward, labels, optimizer, steps: int, warmup: int, device: torch.device,
                      after_training) -> dict:
     """The protocol speed.py and peers.py share: in train mode, warm-up and measured steps (forward,
     cross-entropy, backward, AdamW) under the peak-memory probe; then `after_training()` (the gradient
     check: a backward before the memory measurement would leave its freed activations in the heap,
     and the train steps would reuse them without raising the peak); then inference in eval mode."""
-    def train_step():
-        F.cross_entropy(forward().float(), labels).backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
+    train_step = make_train_step(forward, labels, optimizer)
     model.train()
     memory = PeakMemory(device)
     memory.start()

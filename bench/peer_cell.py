@@ -3,16 +3,18 @@
 A minipelt cell runs bench.speed.measure_one itself; a peer cell (bench.peer_models) runs the same
 steps on the peer's model: train steps under bench.measure.PeakMemory and timed, the gradient check,
 inference, and inference again after the peer's merge where it has one. Then, in both, fresh models
-of the cell, deployed, and of its side's base model, timed in the same rounds.
+of the cell, deployed, and of its side's base model, timed in the same rounds; and in a peer cell,
+fresh peer and minipelt models of the method, their train steps timed in the same rounds.
 """
 import argparse
 import hashlib
 import sys
+from functools import partial
 
 import torch
 
 from bench import speed  # the protocol (speed.measure_one) and its helpers
-from bench.measure import inference_times, parse_shape, time_rounds, train_then_infer
+from bench.measure import inference_times, make_train_step, parse_shape, time_rounds, train_then_infer
 from bench.peer_models import build_peer
 from bench.speed import ROOT, gradient_check, make_batch
 
@@ -49,6 +51,28 @@ def measure_minipelt(args, method: str) -> dict:
     return dict(speed.measure_one(one, method), minipelt_source=source_digest())
 
 
+def config_of(model):
+    """The BERT config of a minipelt SequenceClassifier or of a peer (Logits): make_batch reads its vocab_size."""
+    return model.bert.config if hasattr(model, "bert") else model.hf.config
+
+
+def train_against_minipelt(args, library: str, method: str) -> dict:
+    """The peer's train step and minipelt's, fresh models of the same method, timed in the same rounds
+    in this process: separate processes differ here by up to 15%, as much as the two differ."""
+    device = torch.device(args.device)
+    peer, _ = build_peer(args.models, library, method)
+    models = {"peer": peer.to(device), "minipelt": speed.build_model(args.models, method, device)}
+    steps = {}
+    for name, model in models.items():
+        batch = make_batch(config_of(model), *parse_shape(args.shapes), device)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        steps[name] = make_train_step(partial(model, *inputs), batch["labels"], optimizer)
+        model.train()
+    times = time_rounds(steps, args.rounds, args.warmup, device)
+    return {f"rounds_train_{name}{clock}": times[name][i] for name in steps for i, clock in enumerate(("_s", "_cpu_s"))}
+
+
 def deployed_and_base(args, impl: str, method: str) -> tuple:
     """Fresh models of this cell, in eval mode: the method deployed (merged or folded where the
     implementation offers it) and its side's plain base model (fine-tuning's: minipelt's own BERT, or
@@ -71,7 +95,7 @@ def deployed_against_base(args, impl: str, method: str) -> dict:
     separate processes differ here by more than a method adds to inference."""
     device = torch.device(args.device)
     deployed, base = deployed_and_base(args, impl, method)
-    batch = make_batch(base.bert.config if impl == "minipelt" else base.hf.config, *parse_shape(args.shapes), device)
+    batch = make_batch(config_of(base), *parse_shape(args.shapes), device)
     inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     with torch.no_grad():
         times = time_rounds({"deployed": lambda: deployed(*inputs), "base": lambda: base(*inputs)},
@@ -89,6 +113,8 @@ def measure_cell(args) -> dict:
         result = measure_peer(args, args.one, args.methods)
         result["versions"] = library_versions()
     result.update(deployed_against_base(args, args.one, args.methods))
+    if args.one != "minipelt":
+        result.update(train_against_minipelt(args, args.one, args.methods))
     return dict(result, python=sys.executable, torch=torch.__version__, threads=torch.get_num_threads())
 
 

@@ -50,6 +50,10 @@ What a cell measures is bench/speed.py's protocol; a minipelt cell runs speed.me
                  median of the per-round ratios. Separate processes differ here by more than a method
                  adds to inference; in fine-tuning's cell this compares two base models, the floor of
                  the measurement.
+    train, same rounds
+                 in a peer cell, fresh models of the peer's and of minipelt's method, their train steps
+                 timed in --rounds rounds of the peer's process (the same two figures, minipelt over
+                 the peer): the comparison that separate processes blur by up to 15%.
     peak memory  bench.measure.PeakMemory over the warm-up and measured train steps. CPU: peak RSS
                  increase over the RSS just before them. CUDA: allocator peak over the allocation then.
     params       trainable parameters without the classifier (a prefix counted with its MLP)
@@ -191,7 +195,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=5, help="measured calls (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls before the measured ones")
     parser.add_argument("--rounds", type=int, default=10,
-                        help="rounds of deployed-vs-base inference, both models timed in each (see the docstring)")
+                        help="rounds of the same-round comparisons: deployed vs base, minipelt vs peer train step")
     parser.add_argument("--peer-python", default=sys.executable,
                         help="interpreter with transformers, peft, adapters (bench/requirements-peers.txt)")
     add_output_options(parser, RESULTS_DIR)

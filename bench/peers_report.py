@@ -35,9 +35,12 @@ def summarise(results: list[dict], device: str) -> list[dict]:
                 row[f"{what}_wall_ms"] = ms(r, what, device, "wall")
         if "merged" in r:
             row["merged"] = r["merged"]
+        clock = "_cpu_s" if device == "cpu" else "_s"
         if "rounds_base_s" in r:
-            clock = "_cpu_s" if device == "cpu" else "_s"
             row["deployed_vs_base"] = paired_ratio(r["rounds_deployed" + clock], r["rounds_base" + clock])
+        if "rounds_train_peer_s" in r:
+            row["train_minipelt_over_peer"] = paired_ratio(r["rounds_train_minipelt" + clock],
+                                                           r["rounds_train_peer" + clock])
         ft = by_key.get((r["model"], r["shape"], "finetune", "minipelt" if r["impl"] == "minipelt" else "transformers"))
         if ft and ft["status"] == "ok":
             row["vs_finetune"] = ratios(r, ft, device, deployed_vs_base=True)
@@ -85,7 +88,10 @@ def markdown(env: dict, rows: list[dict], results: list[dict]) -> str:
     lines += ["", *compact_table(rows), "", "Deployed inference over the base model of the same side, timed in the same "
               "rounds in one process: the ratio of the minima / the median of the per-round ratios. "
               "Fine-tuning's row compares two base models: the measurement's own floor.", "",
-              *deployed_table(rows)]
+              *pair_table(rows, "deployed_vs_base", "deployed / base inference", with_minipelt=True),
+              "", "minipelt's train step over the peer's, fresh models of both timed in the same rounds in the "
+              "peer's process: the ratio of the minima / the median of the per-round ratios.", "",
+              *pair_table(rows, "train_minipelt_over_peer", "minipelt / peer train step, same rounds")]
     for model in env["models"]:
         for shape in env["shapes"]:
             lines += ["", f"## {model}, batch {shape.replace('x', ' x ')}", "", *cell_table(
@@ -117,26 +123,25 @@ def compact_table(rows: list[dict]) -> list[str]:
     return lines
 
 
-def deployed_table(rows: list[dict]) -> list[str]:
-    """Deployed over base inference per method and implementation, one column per setting."""
+def pair_table(rows: list[dict], field: str, title: str, with_minipelt: bool = False) -> list[str]:
+    """A (ratio of minima, paired median) field of the rows per method and implementation, a column per setting."""
     settings = list(dict.fromkeys((r["model"], r["shape"]) for r in rows))
     by_key = {(r["model"], r["shape"], r["method"], r["impl"]): r for r in rows}
-    lines = ["| deployed / base inference | " + " | ".join(f"{m} {s}" for m, s in settings) + " |",
-             "|---|" + "---:|" * len(settings)]
+    lines = [f"| {title} | " + " | ".join(f"{m} {s}" for m, s in settings) + " |", "|---|" + "---:|" * len(settings)]
     for method, peers in PEERS.items():
-        for impl in ("minipelt",) + peers:
-            cells = [deployed_cell(by_key.get((model, shape, method, impl))) for model, shape in settings]
+        for impl in ("minipelt",) * with_minipelt + peers:
+            cells = [pair_cell(by_key.get((model, shape, method, impl)), field) for model, shape in settings]
             if any(cells):
                 lines.append(f"| {method} ({impl}) | " + " | ".join(cells) + " |")
     return lines
 
 
-def deployed_cell(row: dict | None) -> str:
+def pair_cell(row: dict | None, field: str) -> str:
     if row is None:
         return ""
     if row["status"] != "ok":
         return "failed"
-    of_minima, paired = row["deployed_vs_base"]
+    of_minima, paired = row[field]
     return f"{of_minima:.2f} / {paired:.2f}"
 
 
