@@ -102,47 +102,37 @@ def markdown(env: dict, rows: list[dict], results: list[dict]) -> str:
 
 def compact_table(rows: list[dict]) -> list[str]:
     """minipelt / peer per method and setting: train time, deployed inference, peak memory."""
-    settings = list(dict.fromkeys((r["model"], r["shape"]) for r in rows))
-    head = "| minipelt / peer: train, deployed infer, peak | " + " | ".join(f"{m} {s}" for m, s in settings) + " |"
-    lines = [head, "|---|" + "---:|" * len(settings)]
-    for method, peers in PEERS.items():
-        for peer in peers:
-            cells = []
-            for model, shape in settings:
-                row = next((r for r in rows if (r["model"], r["shape"], r["method"], r["impl"])
-                            == (model, shape, method, peer)), None)
-                if row is None:
-                    cells.append("")
-                elif "minipelt_over_peer" in row:
-                    x = row["minipelt_over_peer"]
-                    cells.append(f"{x['train']:.2f}, {x['deployed']:.2f}, {x['peak']:.2f}")
-                else:
-                    cells.append("failed")
-            if any(cells):
-                lines.append(f"| {method} ({peer}) | " + " | ".join(cells) + " |")
-    return lines
+    def cell(row: dict) -> str:
+        if "minipelt_over_peer" not in row:
+            return "failed"  # the peer's cell or minipelt's
+        x = row["minipelt_over_peer"]
+        return f"{x['train']:.2f}, {x['deployed']:.2f}, {x['peak']:.2f}"
+    return method_table(rows, "minipelt / peer: train, deployed infer, peak", cell)
 
 
 def pair_table(rows: list[dict], field: str, title: str, with_minipelt: bool = False) -> list[str]:
-    """A (ratio of minima, paired median) field of the rows per method and implementation, a column per setting."""
+    """A (ratio of minima, paired median) field of the rows, as `method_table` lays it out."""
+    def cell(row: dict) -> str:
+        if row["status"] != "ok":
+            return "failed"
+        of_minima, paired = row[field]
+        return f"{of_minima:.2f} / {paired:.2f}"
+    return method_table(rows, title, cell, with_minipelt)
+
+
+def method_table(rows: list[dict], title: str, cell, with_minipelt: bool = False) -> list[str]:
+    """A row per method and implementation (the peers, and minipelt where asked), a column per model and
+    shape, cell(row) in each; a cell without its row is empty, a row without any cell left out."""
     settings = list(dict.fromkeys((r["model"], r["shape"]) for r in rows))
     by_key = {(r["model"], r["shape"], r["method"], r["impl"]): r for r in rows}
     lines = [f"| {title} | " + " | ".join(f"{m} {s}" for m, s in settings) + " |", "|---|" + "---:|" * len(settings)]
     for method, peers in PEERS.items():
         for impl in ("minipelt",) * with_minipelt + peers:
-            cells = [pair_cell(by_key.get((model, shape, method, impl)), field) for model, shape in settings]
+            keys = [(model, shape, method, impl) for model, shape in settings]
+            cells = [cell(by_key[key]) if key in by_key else "" for key in keys]
             if any(cells):
                 lines.append(f"| {method} ({impl}) | " + " | ".join(cells) + " |")
     return lines
-
-
-def pair_cell(row: dict | None, field: str) -> str:
-    if row is None:
-        return ""
-    if row["status"] != "ok":
-        return "failed"
-    of_minima, paired = row[field]
-    return f"{of_minima:.2f} / {paired:.2f}"
 
 
 def cell_table(rows: list[dict]) -> list[str]:
