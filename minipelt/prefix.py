@@ -109,7 +109,9 @@ def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
         z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
     # Exactly 0 at g = 0 (the clamp keeps 0 / 0 out), so the output is then out_tokens.
     lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=torch.finfo(z_tokens.dtype).tiny)
-    return torch.lerp(out_tokens, out_prefix.to(out_tokens.dtype), lam.to(out_tokens.dtype))
+    # In place into out_tokens, a tensor of this call's own: no new (B, h, T, d) tensor at inference
+    # (in training autograd keeps the values lerp_'s backward needs).
+    return out_tokens.lerp_(out_prefix.to(out_tokens.dtype), lam.to(out_tokens.dtype))
 
 
 def attend_prefix(q, p_k, p_v, dropout_p) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +123,8 @@ def attend_prefix(q, p_k, p_v, dropout_p) -> tuple[torch.Tensor, torch.Tensor]:
     """
     B, h, T, d = q.shape
     queries = q.transpose(1, 2).reshape(B * T, h, d).transpose(0, 1)  # (h, BT, d): a view of the layer's q
-    scores = torch.bmm(p_k.to(q.dtype), queries.transpose(1, 2)).float() * d ** -0.5  # (h, L, BT)
+    p_k = (p_k * d ** -0.5).to(q.dtype)  # the 1/sqrt(d) on the L keys: a smaller pass than on the scores
+    scores = torch.bmm(p_k, queries.transpose(1, 2)).float()  # (h, L, BT)
     top = scores.amax(dim=1, keepdim=True).detach()  # softmax's shift; log Z_P adds it back
     unnormalised = torch.exp(scores - top)
     z = unnormalised.sum(dim=1, keepdim=True)  # (h, 1, BT)
