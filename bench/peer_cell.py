@@ -99,7 +99,7 @@ def deployed_against_base(args, impl: str, method: str) -> dict:
     inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     with torch.no_grad():
         times = time_rounds({"deployed": lambda: deployed(*inputs), "base": lambda: base(*inputs)},
-                            args.rounds, args.warmup, device)
+                            args.infer_rounds, args.warmup, device)
     return dict(rounds_deployed_s=times["deployed"][0], rounds_deployed_cpu_s=times["deployed"][1],
                 rounds_base_s=times["base"][0], rounds_base_cpu_s=times["base"][1])
 

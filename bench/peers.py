@@ -45,8 +45,8 @@ What a cell measures is bench/speed.py's protocol; a minipelt cell runs speed.me
                  wall time. Ratios use CPU time on CPU and wall time on CUDA.
     deployed vs base
                  the deployed model (as `merged`) against its side's plain base model (minipelt's BERT,
-                 transformers' for the peers), fresh models in eval mode, timed in --rounds rounds of
-                 one no-grad forward each (bench.measure.time_rounds): the ratio of the minima and the
+                 transformers' for the peers), fresh models in eval mode, timed in --infer-rounds rounds
+                 of one no-grad forward each (bench.measure.time_rounds): the ratio of the minima and the
                  median of the per-round ratios. Separate processes differ here by more than a method
                  adds to inference; in fine-tuning's cell this compares two base models, the floor of
                  the measurement.
@@ -109,7 +109,7 @@ def run_cell(args, cell: dict) -> dict:
         command = [python, "-m", "bench.peers", "--one", cell["impl"], "--models", cell["model"],
                    "--shapes", cell["shape"], "--methods", cell["method"], "--device", args.device,
                    "--threads", str(args.threads), "--steps", str(args.steps), "--warmup", str(args.warmup),
-                   "--rounds", str(args.rounds),
+                   "--rounds", str(args.rounds), "--infer-rounds", str(args.infer_rounds),
                    "--json-out", str(out)]
         start = time.time()
         done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -142,6 +142,7 @@ def environment(args) -> dict:
         date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         python=platform.python_version(), torch=torch.__version__, peer_python=args.peer_python,
         device=args.device, threads=args.threads, steps=args.steps, warmup=args.warmup,
+        rounds=args.rounds, infer_rounds=args.infer_rounds,
         models=args.models, shapes=args.shapes, methods=args.methods, precision="fp32",
         optimizer="torch.optim.AdamW, default implementation, lr 1e-5, no gradient clipping",
         inputs="random token ids, no padding (attention_mask all ones)",
@@ -194,16 +195,18 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads in every cell")
     parser.add_argument("--steps", type=int, default=5, help="measured calls (median reported)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured calls before the measured ones")
-    parser.add_argument("--rounds", type=int, default=10,
-                        help="rounds of the same-round comparisons: deployed vs base, minipelt vs peer train step")
+    parser.add_argument("--rounds", type=int, default=10, help="rounds of minipelt vs peer train steps")
+    parser.add_argument("--infer-rounds", type=int, default=20,
+                        help="rounds of deployed vs base inference (a forward costs a tenth of a train step: "
+                             "more rounds, for the few percent a method adds)")
     parser.add_argument("--peer-python", default=sys.executable,
                         help="interpreter with transformers, peft, adapters (bench/requirements-peers.txt)")
     add_output_options(parser, RESULTS_DIR)
     args = parser.parse_args(argv)
     check_args(parser, args)
 
-    if args.rounds < 1:
-        parser.error("--rounds must be >= 1")
+    if args.rounds < 1 or args.infer_rounds < 1:
+        parser.error("--rounds and --infer-rounds must be >= 1")
     if args.one:
         args.models, args.shapes, args.methods = args.models[0], args.shapes[0], args.methods[0]
         Path(args.json_out).write_text(json.dumps(measure_cell(args)))

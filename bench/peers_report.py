@@ -61,6 +61,11 @@ def ratios(a: dict, b: dict, device: str, deployed_vs_base: bool = False) -> dic
                 peak=a["train_peak_bytes"] / b["train_peak_bytes"] if b["train_peak_bytes"] > 0 else float("nan"))
 
 
+def rounds(env: dict, key: str) -> str:
+    """' (N)' for a run that recorded its round counts (older runs did not)."""
+    return f" ({env[key]})" if key in env else ""
+
+
 def markdown(env: dict, rows: list[dict], results: list[dict]) -> str:
     clock = "process CPU time" if env["device"] == "cpu" else "wall time"
     versions = next((r["versions"] for r in results if "versions" in r), {})
@@ -86,11 +91,12 @@ def markdown(env: dict, rows: list[dict], results: list[dict]) -> str:
         "bench/peers.py's docstring.",
     ]
     lines += ["", *compact_table(rows), "", "Deployed inference over the base model of the same side, timed in the same "
-              "rounds in one process: the ratio of the minima / the median of the per-round ratios. "
-              "Fine-tuning's row compares two base models: the measurement's own floor.", "",
+              f"rounds{rounds(env, 'infer_rounds')} in one process: the ratio of the minima / the median of the "
+              "per-round ratios. Fine-tuning's row compares two base models: the measurement's own floor.", "",
               *pair_table(rows, "deployed_vs_base", "deployed / base inference", with_minipelt=True),
-              "", "minipelt's train step over the peer's, fresh models of both timed in the same rounds in the "
-              "peer's process: the ratio of the minima / the median of the per-round ratios.", "",
+              "", "minipelt's train step over the peer's, fresh models of both timed in the same "
+              f"rounds{rounds(env, 'rounds')} in the peer's process: the ratio of the minima / the median of the "
+              "per-round ratios.", "",
               *pair_table(rows, "train_minipelt_over_peer", "minipelt / peer train step, same rounds")]
     for model in env["models"]:
         for shape in env["shapes"]:

@@ -13,7 +13,7 @@ def test_a_minipelt_cell_times_the_deployed_model_against_the_base_in_the_same_r
     results = []
     for method in ("finetune", "unipelt"):
         args = argparse.Namespace(one="minipelt", models=str(tiny_dir), shapes="2x8", methods=method, device="cpu",
-                                  threads=1, steps=2, warmup=0, rounds=3)
+                                  threads=1, steps=2, warmup=0, rounds=2, infer_rounds=3)
         cell = dict(model="tiny", shape="2x8", method=method, impl="minipelt")
         results.append(dict(cell, status="ok", seconds=1.0, **peer_cell.measure_cell(args)))  # as peers.run_cell
     unipelt = results[1]
