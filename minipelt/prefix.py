@@ -109,9 +109,8 @@ def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
         z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
     # Exactly 0 at g = 0 (the clamp keeps 0 / 0 out), so the output is then out_tokens.
     lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=torch.finfo(z_tokens.dtype).tiny)
-    # In place into out_tokens, a tensor of this call's own: no new (B, h, T, d) tensor at inference
-    # (in training autograd keeps the values lerp_'s backward needs).
-    return out_tokens.lerp_(out_prefix.to(out_tokens.dtype), lam.to(out_tokens.dtype))
+    # Not in place into out_tokens: F.scaled_dot_product_attention's backward (CUDA) reads its output.
+    return torch.lerp(out_tokens, out_prefix.to(out_tokens.dtype), lam.to(out_tokens.dtype))
 
 
 def attend_prefix(q, p_k, p_v, dropout_p) -> tuple[torch.Tensor, torch.Tensor]:

@@ -150,13 +150,18 @@ def test_every_way_to_lam_gives_the_same_mixture_and_gate_zero_gives_the_tokens_
     g = torch.full((q.size(0), 1, 1, 1), gate)
     with torch.no_grad():
         fused = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
-    explicit = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
+    q_g = q.clone().requires_grad_(), g.clone().requires_grad_()  # gradients by the written-out way and the CUDA way
+    explicit = mix_in_prefix(q_g[0], k, v, keep, *prefix_kv, q_g[1], 0.0)
+    explicit_grads = torch.autograd.grad(explicit.sum(), q_g)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(minipelt.prefix, "attend",
                   lambda q, k, v, mask, p, with_log_z: (F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None))
-        shares = mix_in_prefix(q, k, v, keep, *prefix_kv, g, 0.0)
+        shares = mix_in_prefix(q_g[0], k, v, keep, *prefix_kv, q_g[1], 0.0)
+        shares_grads = torch.autograd.grad(shares.sum(), q_g)  # SDPA's backward reads its output: no in-place on it
     torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(shares, fused, atol=1e-5, rtol=1e-5)
+    for got, want in zip(shares_grads, explicit_grads):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
     if gate == 0:
         sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
         assert torch.equal(fused, sdpa) and torch.equal(shares, sdpa)
