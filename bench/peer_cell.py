@@ -69,8 +69,12 @@ def train_against_minipelt(args, library: str, method: str) -> dict:
         inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
         steps[name] = make_train_step(partial(model, *inputs), batch["labels"], optimizer)
         model.train()
-    times = time_rounds(steps, args.rounds, args.warmup, device)
-    return {f"rounds_train_{name}{clock}": times[name][i] for name in steps for i, clock in enumerate(("_s", "_cpu_s"))}
+    return round_fields("rounds_train_", time_rounds(steps, args.rounds, args.warmup, device))
+
+
+def round_fields(prefix: str, times: dict) -> dict:
+    """time_rounds' {name: (wall, cpu)} as the cell's JSON fields: {prefix}{name}_s and {prefix}{name}_cpu_s."""
+    return {f"{prefix}{name}{clock}": times[name][i] for name in times for i, clock in enumerate(("_s", "_cpu_s"))}
 
 
 def deployed_and_base(args, impl: str, method: str) -> tuple:
@@ -100,8 +104,7 @@ def deployed_against_base(args, impl: str, method: str) -> dict:
     with torch.no_grad():
         times = time_rounds({"deployed": lambda: deployed(*inputs), "base": lambda: base(*inputs)},
                             args.infer_rounds, args.warmup, device)
-    return dict(rounds_deployed_s=times["deployed"][0], rounds_deployed_cpu_s=times["deployed"][1],
-                rounds_base_s=times["base"][0], rounds_base_cpu_s=times["base"][1])
+    return round_fields("rounds_", times)
 
 
 def measure_cell(args) -> dict:
