@@ -17,17 +17,17 @@ import json
 import sys
 from pathlib import Path
 
-from minipelt import runstate
-from minipelt.checkpoint import model_from_checkpoint, read_metadata
-from minipelt.config import TrainConfig
-from minipelt.device import resolve_device
-from minipelt.evaluation import predict, sequence_length
-from minipelt.fewshot import encode_split
-from minipelt.glue import Split, Task, get_task, load_split, read_tsv_split
-from minipelt.methods import PeltConfig
-from minipelt.metrics import compute_metrics
-from minipelt.options import parser
-from minipelt.tokenizer import Tokenizer
+from minipelt.training import runstate
+from minipelt.training.checkpoint import model_from_checkpoint, read_metadata
+from minipelt.training.config import TrainConfig
+from minipelt.training.device import resolve_device
+from minipelt.training.evaluation import predict, sequence_length
+from minipelt.data.fewshot import encode_split
+from minipelt.data.glue import Split, Task, get_task, load_split, read_tsv_split
+from minipelt.model.methods import PeltConfig
+from minipelt.data.metrics import compute_metrics
+from minipelt.training.options import parser
+from minipelt.data.tokenizer import Tokenizer
 from minipelt.weights import resolve_model
 
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from minipelt import distributed
-from minipelt.config import TrainConfig, add_run_options, run_config
-from minipelt.methods import METHODS
-from minipelt.options import parser
-from minipelt.trainer import train
+from minipelt.training import distributed
+from minipelt.training.config import TrainConfig, add_run_options, run_config
+from minipelt.model.methods import METHODS
+from minipelt.training.options import parser
+from minipelt.training.trainer import train
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -9,9 +9,9 @@ from collections import Counter
 
 import torch
 
-from minipelt.bert import BertConfig, BertModel
-from minipelt.classifier import SequenceClassifier
-from minipelt.methods import PELT_KINDS, PeltConfig, is_trainable, parameter_kind
+from minipelt.model.bert import BertConfig, BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.model.methods import PELT_KINDS, PeltConfig, is_trainable, parameter_kind
 
 KINDS = (*PELT_KINDS, "bias", "base", "head")  # the report's lines, in order
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from minipelt.bert import BertConfig, BertModel
+from minipelt.model.bert import BertConfig, BertModel
 
 # Tiny models: one thread is far faster than two fighting over small matmuls on a shared 2-core box.
 torch.set_num_threads(1)

@@ -1,4 +1,4 @@
-"""minipelt/attention.py's ways to the same attention, and prefix.py's two ways to the attention masses.
+"""minipelt/model/attention.py's ways to the same attention, and prefix.py's two ways to the attention masses.
 
 On CPU attend takes the fused kernel's entry point without a gradient and writes the
 attention out with one; on CUDA it calls F.scaled_dot_product_attention and the gated prefix
@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import minipelt.prefix
-from minipelt.attention import attend, dropout
-from minipelt.device import cpu_has_bf16
-from minipelt.prefix import attend_prefix, mass_shares, mix_in_prefix
+import minipelt.model.prefix
+from minipelt.model.attention import attend, dropout
+from minipelt.training.device import cpu_has_bf16
+from minipelt.model.prefix import attend_prefix, mass_shares, mix_in_prefix
 
 
 @st.composite
@@ -154,7 +154,7 @@ def test_every_way_to_lam_gives_the_same_mixture_and_gate_zero_gives_the_tokens_
     explicit = mix_in_prefix(q_g[0], k, v, keep, *prefix_kv, q_g[1], 0.0)
     explicit_grads = torch.autograd.grad(explicit.sum(), q_g)
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(minipelt.prefix, "attend",
+        m.setattr(minipelt.model.prefix, "attend",
                   lambda q, k, v, mask, p, with_log_z: (F.scaled_dot_product_attention(q, k, v, attn_mask=mask), None))
         shares = mix_in_prefix(q_g[0], k, v, keep, *prefix_kv, q_g[1], 0.0)
         shares_grads = torch.autograd.grad(shares.sum(), q_g)  # SDPA's backward reads its output: no in-place on it

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 import minipelt.weights as weights
-from minipelt.bert import BertModel
+from minipelt.model.bert import BertModel
 from minipelt.weights import fetch, fetch_from_hub, read_bert_safetensors, resolve_model
 
 

@@ -20,9 +20,9 @@ import torch
 from conftest import TINY, write_tiny_bert
 from safetensors.torch import load_file
 
-from minipelt import device, runstate
-from minipelt.distributed import Context
-from minipelt.trainer import train
+from minipelt.training import device, runstate
+from minipelt.training.distributed import Context
+from minipelt.training.trainer import train
 
 NO_DROPOUT = dataclasses.replace(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
 # torchrun output that means it could not start its processes here (not that training went wrong)

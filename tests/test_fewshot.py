@@ -7,9 +7,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipelt import fewshot
-from minipelt.fewshot import EncodedSplit, batches, encode_split, few_shot, few_shot_indices, num_batches
-from minipelt.glue import Split
+from minipelt.data import fewshot
+from minipelt.data.fewshot import EncodedSplit, batches, encode_split, few_shot, few_shot_indices, num_batches
+from minipelt.data.glue import Split
 
 
 # ---------------------------------------------------------------- the few-shot protocol

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from minipelt.glue import GLUE_DIR_ENV, TASKS, Split, get_task, load_split, read_tsv_split
-from minipelt.metrics import METRICS
+from minipelt.data.glue import GLUE_DIR_ENV, TASKS, Split, get_task, load_split, read_tsv_split
+from minipelt.data.metrics import METRICS
 
 LOCAL_GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"
 

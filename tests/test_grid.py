@@ -1,4 +1,4 @@
-"""bench/grid.py: the cell list and its shards, resuming, and the tables, on a tiny model and tiny data.
+"""bench/grid/grid.py: the cell list and its shards, resuming, and the tables, on a tiny model and tiny data.
 
 The end-to-end test trains 2 methods x 2 seeds of tiny STS-B in two shards, re-runs the whole grid
 (everything skipped), then aggregates. The tables' arithmetic is checked on made-up results whose
@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from bench import baselines, grid, paper
-from minipelt.glue import get_task
+from bench.grid import baselines, grid, paper
+from minipelt.data.glue import get_task
 
 def grid_args(workspace, *extra: str) -> list[str]:
     return ["--tasks", "stsb", "--ks", "16", "--methods", "lora", "unipelt", "--seeds", "1", "2",

@@ -1,8 +1,8 @@
-"""bench/inference.py: every method deployed and timed in the same rounds as plain BERT, on a tiny model."""
+"""bench/speed/inference.py: every method deployed and timed in the same rounds as plain BERT, on a tiny model."""
 import dataclasses
 import json
 
-from bench import inference
+from bench.speed import inference
 from conftest import TINY, write_tiny_bert
 
 

@@ -1,4 +1,4 @@
-"""The method registry and configuration (minipelt/methods.py) and the parameter report (summary.py)."""
+"""The method registry and configuration (minipelt/model/methods.py) and the parameter report (summary.py)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from minipelt.bert import BertConfig, BertModel
-from minipelt.classifier import SequenceClassifier
-from minipelt.methods import METHODS, PARTS, PeltConfig, get_method
+from minipelt.model.bert import BertConfig, BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.model.methods import METHODS, PARTS, PeltConfig, get_method
 from minipelt.summary import count_trainable, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

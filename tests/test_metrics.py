@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipelt.glue import get_task
-from minipelt.metrics import (
+from minipelt.data.glue import get_task
+from minipelt.data.metrics import (
     accuracy,
     average_ranks,
     compute_metrics,

@@ -1,7 +1,7 @@
-"""Run options (minipelt/options.py): the whole catalogue of TrainConfig's and PeltConfig's options.
+"""Run options (minipelt/training/options.py): the whole catalogue of TrainConfig's and PeltConfig's options.
 
 Every option that takes a number (or one of a few words) refuses an impossible value with a
-message that names it: on train.py's, bench/grid.py's and eval.py's command lines, and when a
+message that names it: on train.py's, bench/grid/grid.py's and eval.py's command lines, and when a
 config is built in code. An explicit value is kept, never replaced by a default.
 """
 import importlib
@@ -10,10 +10,11 @@ from dataclasses import fields
 import pytest
 
 import train as train_cli
-from bench import grid
-from minipelt.config import TrainConfig
-from minipelt.methods import PeltConfig
-from minipelt.options import flag, value_type
+from bench.grid import grid
+from minipelt.training.config import TrainConfig
+from minipelt.model.methods import PeltConfig
+from minipelt.model.fields import flag
+from minipelt.training.options import value_type
 
 eval_cli = importlib.import_module("eval")  # a plain `import eval` would shadow the builtin
 

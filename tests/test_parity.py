@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from minipelt import BertModel, Tokenizer
-from minipelt.bert import BertOutput
+from minipelt.model.bert import BertOutput
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_parity.safetensors"
 TOL = 1e-5

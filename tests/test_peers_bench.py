@@ -1,9 +1,9 @@
-"""bench/peers.py without the peer libraries: a minipelt cell on a tiny model, then the report."""
+"""bench/speed/peers.py without the peer libraries: a minipelt cell on a tiny model, then the report."""
 import argparse
 import dataclasses
 
-from bench import peer_cell
-from bench.peers_report import markdown, summarise
+from bench.speed import peer_cell
+from bench.speed.peers_report import markdown, summarise
 from conftest import TINY, write_tiny_bert
 
 
@@ -28,7 +28,7 @@ def test_a_minipelt_cell_times_the_deployed_model_against_the_base_in_the_same_r
     rows = summarise(results + [peer, failed], "cpu")
     of_minima, paired = rows[1]["deployed_vs_base"]
     assert of_minima == min(unipelt["rounds_deployed_cpu_s"]) / min(unipelt["rounds_base_cpu_s"]) and paired > 0
-    env = dict(device="cpu", command="python bench/peers.py", note="", date="today", cpu="a cpu", threads=1, steps=2,
+    env = dict(device="cpu", command="python bench/speed/peers.py", note="", date="today", cpu="a cpu", threads=1, steps=2,
                warmup=0, optimizer="AdamW", inputs="random", torch="2", minipelt_commit="abc",
                minipelt_uncommitted_changes=False, minipelt_source="digest", models=["tiny"], shapes=["2x8"])
     table = markdown(env, rows, results).splitlines()

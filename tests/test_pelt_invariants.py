@@ -17,11 +17,11 @@ from conftest import DEVICES, TINY, write_tiny_bert
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minipelt.bert import BertModel
-from minipelt.classifier import SequenceClassifier
-from minipelt.gate import forced_gates
-from minipelt.methods import PeltConfig, is_trainable, mark_trainable, trainable_state_dict
-from minipelt.prefix import prefix_attention
+from minipelt.model.bert import BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.model.gate import forced_gates
+from minipelt.model.methods import PeltConfig, is_trainable, mark_trainable, trainable_state_dict
+from minipelt.model.prefix import prefix_attention
 
 METHODS = ("finetune", "bitfit", "adapter", "prefix", "lora", "unipelt-ap", "unipelt",
            "adapter+lora", "adapter+prefix", "prefix+lora")
@@ -116,7 +116,7 @@ def zoo(tmp_path_factory):
 
 def run(bert, batch, grad: bool = False):
     """The model's outputs on `batch`, computed on the model's device; `grad`: with autograd on
-    (on CPU attention then takes another path, minipelt/attention.py)."""
+    (on CPU attention then takes another path, minipelt/model/attention.py)."""
     device = next(bert.parameters()).device
     with torch.set_grad_enabled(grad):
         out = bert(*(None if t is None else t.to(device) for t in batch))

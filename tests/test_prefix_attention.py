@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY
 
-from minipelt.bert import BertModel
-from minipelt.classifier import SequenceClassifier
-from minipelt.gate import Gate, forced_gates
-from minipelt.methods import PeltConfig
-from minipelt.prefix import mix_in_prefix, prefix_attention
+from minipelt.model.bert import BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.model.gate import Gate, forced_gates
+from minipelt.model.methods import PeltConfig
+from minipelt.model.prefix import mix_in_prefix, prefix_attention
 
 GATED = ["unipelt", "unipelt-ap", "prefix", "adapter", "lora"]
 

@@ -15,10 +15,10 @@ from conftest import DEVICES
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from minipelt.bert import BertModel
-from minipelt.classifier import SequenceClassifier
-from minipelt.gate import official_gate_mean
-from minipelt.methods import PeltConfig, is_pelt_parameter
+from minipelt.model.bert import BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.model.gate import official_gate_mean
+from minipelt.model.methods import PeltConfig, is_pelt_parameter
 
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 TOL = 1e-5

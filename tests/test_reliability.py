@@ -21,13 +21,13 @@ from safetensors.torch import load_file, safe_open
 from tiny_glue import cli_error, eval_cli, results, run_args
 
 import train as train_cli
-from minipelt import trainer
-from minipelt.bert import BertModel
-from minipelt.checkpoint import model_from_checkpoint
-from minipelt.classifier import SequenceClassifier
-from minipelt.evaluation import predict
-from minipelt.fewshot import EncodedSplit
-from minipelt.trainer import train
+from minipelt.training import trainer
+from minipelt.model.bert import BertModel
+from minipelt.training.checkpoint import model_from_checkpoint
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.training.evaluation import predict
+from minipelt.data.fewshot import EncodedSplit
+from minipelt.training.trainer import train
 
 # K=60 in batches of 2: 30 steps an epoch, long enough for a kill to land inside one. With this lr the
 # best dev evaluation comes after the kill, so best.safetensors depends on the resumed epochs too.

@@ -1,4 +1,4 @@
-"""The resume state (minipelt/runstate.py) round-trips what a resumed run needs beyond the weights:
+"""The resume state (minipelt/training/runstate.py) round-trips what a resumed run needs beyond the weights:
 every process's random number generators (its dropout masks) and the fp16 gradient scaler."""
 import dataclasses
 
@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import TINY
 
-from minipelt import runstate
-from minipelt.bert import BertModel
-from minipelt.classifier import SequenceClassifier
-from minipelt.config import TrainConfig
-from minipelt.methods import PeltConfig, mark_trainable
+from minipelt.training import runstate
+from minipelt.model.bert import BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.training.config import TrainConfig
+from minipelt.model.methods import PeltConfig, mark_trainable
 
 
 def training_objects(scaler_scale: float):

@@ -1,6 +1,6 @@
-"""bench/speed_report.py: ratios to fine-tuning beside the paper's Table 4, also for a method the paper lacks."""
-from bench import paper
-from bench.speed_report import human, markdown, summarise
+"""bench/speed/speed_report.py: ratios to fine-tuning beside the paper's Table 4, also for a method the paper lacks."""
+from bench.grid import paper
+from bench.speed.speed_report import human, markdown, summarise
 
 
 def measured(method: str, seconds: float, peak: int) -> dict:
@@ -17,7 +17,7 @@ def test_ratios_to_finetuning_and_a_method_the_paper_lacks():
     assert rows["lora"]["train_pct"] == 50 and rows["lora"]["infer_cpu_pct"] == 50
     assert rows["lora"]["train_peak_pct"] == 25 and rows["lora"]["params_pct"] == 1
     assert rows["lora"]["paper"] == dict(zip(("params", "train_pct", "infer_pct"), paper.TABLE4["lora"]))
-    env = dict(model="tiny", device="cpu", command="python bench/speed.py", date="today", torch="2", cpu="a cpu",
+    env = dict(model="tiny", device="cpu", command="python bench/speed/speed.py", date="today", torch="2", cpu="a cpu",
                threads=1, batch_size=2, seq_len=8, steps=3, warmup=1, optimizer="AdamW", inputs="random")
     table = markdown(env, rows, results)
     lora_row = next(line for line in table.splitlines() if line.startswith("| lora |"))

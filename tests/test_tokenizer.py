@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from minipelt.tokenizer import Tokenizer
+from minipelt.data.tokenizer import Tokenizer
 
 CASES = json.loads((Path(__file__).parent / "fixtures" / "tokenizer_ids.json").read_text())["cases"]
 CLS, SEP = 101, 102

@@ -18,11 +18,11 @@ from conftest import TINY
 from safetensors.torch import load_file
 
 import train as train_cli
-from minipelt.glue import get_task, load_split
-from minipelt.bert import BertModel
-from minipelt.classifier import SequenceClassifier
-from minipelt.metrics import compute_metrics
-from minipelt.trainer import train
+from minipelt.data.glue import get_task, load_split
+from minipelt.model.bert import BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.data.metrics import compute_metrics
+from minipelt.training.trainer import train
 
 eval_cli = importlib.import_module("eval")  # a plain `import eval` would shadow the builtin
 

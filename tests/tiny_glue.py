@@ -1,7 +1,7 @@
 """Tiny GLUE-layout data sets and a tiny model directory, for end-to-end tests of train.py and eval.py.
 
 The tiny BERT of conftest has 64 token ids. `write_model` adds a vocab.txt that fills them
-with BERT's five special tokens and 59 lowercase words, so minipelt.tokenizer builds a real
+with BERT's five special tokens and 59 lowercase words, so minipelt.data.tokenizer builds a real
 WordPiece tokenizer, and the tsv files below use only those words: every token is known and
 every id is inside the embedding table.
 
@@ -23,7 +23,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import TINY, write_tiny_bert
 
-from minipelt.config import TrainConfig
+from minipelt.training.config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SPECIAL = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")

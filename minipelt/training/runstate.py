@@ -1,0 +1,134 @@
+"""A run's files and resumable state, so an interrupted run continues and a finished one is never lost.
+
+In a run's output directory:
+    results.json        written once, at the end (atomic)
+    best.safetensors    trainable parameters of the best dev evaluation so far (atomic)
+    state.safetensors   everything needed to resume, rewritten after every epoch (atomic):
+                        trainable parameters, AdamW moments, scheduler, fp16 gradient scaler,
+                        every process's RNG (its dropout masks), counters, options
+
+Re-running the same command resumes from state.safetensors; a finished run is not redone; a
+run with other options in the directory is refused unless --overwrite. No pickle: tensors go
+to safetensors, the rest to JSON in its metadata.
+"""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, safe_open, save_file
+
+from minipelt.training.checkpoint import atomic_write
+
+RESULTS_FILE, BEST_FILE, STATE_FILE = "results.json", "best.safetensors", "state.safetensors"
+NOT_COMPARED = ("device", "output_dir")  # options that may change between a run and its resume
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # epochs finished
+    step: int = 0
+    best_score: float = float("-inf")
+    best_metrics: dict = field(default_factory=dict)
+    best_step: int = 0
+    bad_evaluations: int = 0  # evaluations since the last improvement
+    stopped: bool = False  # early stopping triggered
+
+    def record(self, score: float, metrics: dict) -> bool:
+        """Count a dev evaluation; True if it is the best so far (then it is kept as the best)."""
+        if score > self.best_score:
+            self.best_score, self.best_metrics, self.best_step, self.bad_evaluations = score, metrics, self.step, 0
+            return True
+        self.bad_evaluations += 1
+        return False
+
+
+def previous_options(out: Path) -> dict | None:
+    """The options of the run already in `out` (finished or interrupted), if any."""
+    if (out / RESULTS_FILE).exists():
+        return json.loads((out / RESULTS_FILE).read_text())["options"]
+    if (out / STATE_FILE).exists():
+        with safe_open(str(out / STATE_FILE), "pt") as f:
+            return json.loads(f.metadata()["run"])
+    return None
+
+
+def prepare_output_dir(out: Path, run, overwrite: bool) -> dict | None:
+    """Make `out` ready for `run`; returns the results if this very run already finished there."""
+    previous = previous_options(out)
+    if previous is not None and overwrite:
+        for name in (RESULTS_FILE, BEST_FILE, STATE_FILE):
+            (out / name).unlink(missing_ok=True)
+    elif previous is not None:
+        options = dataclasses.asdict(run)
+        if changed := sorted(k for k in options if k not in NOT_COMPARED and previous.get(k) != options[k]):
+            raise FileExistsError(f"{out} holds a run with other options ({', '.join(changed)}): use another "
+                                  f"--output-dir, or --overwrite to replace it")
+        if (out / RESULTS_FILE).exists():
+            return json.loads((out / RESULTS_FILE).read_text())
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"cannot write to the output directory {out} ({e}): choose a writable "
+                              f"--output-dir") from e
+    return None
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's random number generators, which draw its dropout masks."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def save(out: Path, run, state: RunState, model, optimizer, scheduler, scaler, rng_states: list[dict]) -> None:
+    """rng_states: every process's rng_state(), in rank order."""
+    tensors = {f"model.{n}": p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    optim = optimizer.state_dict()
+    for index, moments in optim["state"].items():
+        for name, value in moments.items():
+            tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
+    for rank, generators in enumerate(rng_states):
+        tensors.update({f"rng.{rank}.{device}": value for device, value in generators.items()})
+    metadata = {
+        "state": json.dumps(dataclasses.asdict(state)),
+        "param_groups": json.dumps(optim["param_groups"]),
+        "scheduler": json.dumps(scheduler.state_dict()),
+        "scaler": json.dumps(scaler.state_dict()),  # {} unless fp16
+        "run": json.dumps(dataclasses.asdict(run)),
+    }
+    atomic_write(out / STATE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
+
+
+def load(out: Path, model, optimizer, scheduler, scaler, rank: int = 0) -> RunState:
+    """Restore what save() wrote; `rank`: whose random number generators this process takes."""
+    path = out / STATE_FILE
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as f:
+        metadata = f.metadata()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(tensors[f"model.{name}"])
+    moments: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            moments.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": moments, "param_groups": json.loads(metadata["param_groups"])})
+    scheduler.load_state_dict(json.loads(metadata["scheduler"]))
+    if scaler_state := json.loads(metadata.get("scaler", "{}")):  # no "scaler": written before fp16 resume
+        scaler.load_state_dict(scaler_state)
+    # Files written before every rank saved its own generators hold rank 0's as rng.cpu / rng.cuda.
+    generators = {"cpu": f"rng.{rank}.cpu", "cuda": f"rng.{rank}.cuda"}
+    if generators["cpu"] not in tensors and rank == 0:
+        generators = {"cpu": "rng.cpu", "cuda": "rng.cuda"}
+    torch.set_rng_state(tensors[generators["cpu"]])
+    if generators["cuda"] in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors[generators["cuda"]])
+    return RunState(**json.loads(metadata["state"]))
