@@ -96,7 +96,7 @@ def test_grid_runs_in_shards_skips_finished_runs_and_aggregates(workspace, capsy
     assert rows["lora", "stsb"]["seeds"] == "2" and rows["lora", "rte"]["mean"] == ""
     assert "No task has results for all of adapter" in (out / "grid_table2.md").read_text()
     assert "| trivial predictor |" in (out / "grid_check.md").read_text()  # with --data-dir: computed
-    if importlib.util.find_spec("matplotlib") is None:  # an optional bench dependency (bench/requirements.txt)
+    if importlib.util.find_spec("matplotlib") is None:  # an optional extra (pip install -e .[plots])
         assert "plots skipped: matplotlib is not installed" in printed
     else:
         assert (out / "grid_gates.png").stat().st_size > 0 and (out / "grid_score_vs_k.png").stat().st_size > 0
@@ -186,7 +186,7 @@ def test_without_matplotlib_the_tables_are_written_and_the_plots_skipped(tmp_pat
     write_result(tmp_path / "runs", "rte", 100, "unipelt", 1, 55.0)
     assert grid.main(["--record-dir", str(tmp_path / "runs"), "--results-dir", str(tmp_path / "out"), "--aggregate"]) == 0
     printed = capsys.readouterr().out
-    assert "plots skipped: matplotlib is not installed (pip install -r bench/requirements.txt)" in printed
+    assert "plots skipped: matplotlib is not installed (pip install -e .[plots])" in printed
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "grid_check.md", "grid_table1.csv", "grid_table1.md", "grid_table2.csv", "grid_table2.md"]
 

@@ -13,7 +13,7 @@ def import_pyplot():
     try:
         import matplotlib
     except ImportError:
-        print("plots skipped: matplotlib is not installed (pip install -r bench/requirements.txt); "
+        print("plots skipped: matplotlib is not installed (pip install -e .[plots]); "
               "the tables are written all the same")
         return None
     matplotlib.use("Agg")  # files only, no display needed
