@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from bench.grid import baselines, grid, paper
+from bench.grid import baselines, grid, paper, plots, report
 from minipelt.data.glue import get_task
 
 def grid_args(workspace, *extra: str) -> list[str]:
@@ -99,7 +99,8 @@ def test_grid_runs_in_shards_skips_finished_runs_and_aggregates(workspace, capsy
     if importlib.util.find_spec("matplotlib") is None:  # an optional extra (pip install -e .[plots])
         assert "plots skipped: matplotlib is not installed" in printed
     else:
-        assert (out / "grid_gates.png").stat().st_size > 0 and (out / "grid_score_vs_k.png").stat().st_size > 0
+        assert (out / "grid_scores.png").stat().st_size > 0 and (out / "grid_gates.png").stat().st_size > 0
+        assert "grid_table2.png not written" in printed  # no task has all five methods here
 
 
 def write_result(root, task, k, method, seed, score):
@@ -200,3 +201,23 @@ def test_the_header_names_each_departure_and_counts_runs_where_they_differ():
     assert "eval every 28 steps (paper: once an epoch)" in line
     same = baselines.settings_line([dict(model="minilm", options=dict(precision="bf16", epochs=30))])
     assert "precision bf16 (paper: fp32)" in same
+
+
+def test_table2_figure_draws_the_paired_differences_beside_the_papers(tmp_path, monkeypatch):
+    """The paper's K=100 numbers as ours (seeds at -1/+1): every bar is the paper's difference, every diamond too."""
+    pytest.importorskip("matplotlib")
+    cells = {(100, m, t): {1: paper.TABLE1[100][m][i] - 1, 2: paper.TABLE1[100][m][i] + 1}
+             for m in ("finetune", "adapter", "prefix", "lora", "unipelt") for i, t in enumerate(paper.TASKS)}
+    compared = report.compared_by_k(cells)
+    theirs = {(100, t): report.paper_comparison(100, t) for t in paper.TASKS}
+    drawn = {}
+    monkeypatch.setattr(plots, "save", lambda plt, fig, path: drawn.setdefault("fig", fig))
+    plots.plot_table2(plots.import_pyplot(), compared, theirs, tmp_path / "t2.png")
+    left, right = drawn["fig"].axes
+    for ax, field in ((left, "vs_best"), (right, "vs_finetune")):
+        bars = [patch.get_width() for patch in ax.patches]  # top to bottom: paper.TASKS order
+        assert bars == pytest.approx([theirs[100, t][field][0] for t in paper.TASKS])
+        diamonds = [line.get_xdata()[0] for line in ax.get_lines() if line.get_marker() == "D"]
+        assert diamonds == pytest.approx(bars)
+    labels = [tick.get_text() for tick in left.get_yticklabels()]
+    assert labels[0] == "SST-2, K = 100 (vs LoRA)" and len(labels) == len(paper.TASKS)

@@ -6,8 +6,10 @@
     grid_table2.md/.csv   Table 2's question: UniPELT vs the per-task best of adapter, prefix, LoRA, and vs
                           fine-tuning, paired by seed
     grid_check.md         the defaults check: K = 100, seed 1, beside the trivial predictor (bench/grid/baselines.py)
-    grid_gates.png        UniPELT's mean gate values on the test set, by layer (needs matplotlib)
-    grid_score_vs_k.png   score vs K for every method (needs matplotlib)
+    grid_table2.png       Table 2's question at a glance: UniPELT minus the best submodule and minus
+                          fine-tuning, per task and K, each seed a dot, the paper's difference beside (needs matplotlib)
+    grid_scores.png       every method's score, one panel per task and K, each seed a dot (needs matplotlib)
+    grid_gates.png        UniPELT's mean gate values on the test set, by layer, one panel per task and K
 """
 import csv
 import json
@@ -159,6 +161,13 @@ def paper_comparison(k: int, task: str) -> dict | None:
     return comparison({m: {0: values[i]} for m, values in paper.TABLE1[k].items()}, task) if k in paper.TABLE1 else None
 
 
+def compared_by_k(cells: dict) -> dict:
+    """K -> {task: comparison} over the tasks where all five methods have results (paper.TASKS order)."""
+    return {k: {t: c for t in paper.TASKS
+                if (c := comparison({m: v for (kk, m, tt), v in cells.items() if (kk, tt) == (k, t)}, t))}
+            for k in ordered_ks(key[0] for key in cells)}
+
+
 FIELDS = {"best_score": "best of A/P/L", "unipelt": "UniPELT (APL)", "vs_best": "UniPELT − best of A/P/L",
           "finetune": "fine-tuning", "vs_finetune": "UniPELT − fine-tuning"}
 
@@ -193,9 +202,7 @@ def table2(cells: dict, settings: str) -> tuple[str, list[list]]:
              "the Avg. std is that of the per-seed averages over the tasks. A task counts only where adapter, "
              f"prefix, LoRA, UniPELT and fine-tuning all have results. {settings}\n\n{NOTE}"]
     rows_csv = []
-    for k in ordered_ks(key[0] for key in cells):
-        ours = {t: c for t in paper.TASKS
-                if (c := comparison({m: v for (kk, m, tt), v in cells.items() if (kk, tt) == (k, t)}, t))}
+    for k, ours in compared_by_k(cells).items():
         theirs = {t: c for t in paper.TASKS if (c := paper_comparison(k, t))}
         for t in paper.TASKS:
             o, p = ours.get(t), theirs.get(t)
@@ -268,5 +275,8 @@ def aggregate(record_dir: Path, results_dir: Path, data_dir=None) -> None:
     print(f"{len(results)} runs -> {results_dir}/grid_table1.md/.csv, grid_table2.md/.csv, grid_check.md")
     plt = plots.import_pyplot()
     if plt is not None:
+        compared = compared_by_k(cells)
+        theirs = {(k, t): paper_comparison(k, t) for k, ours in compared.items() for t in ours}
+        plots.plot_table2(plt, compared, theirs, results_dir / "grid_table2.png")
+        plots.plot_scores(plt, cells, trivial, results_dir / "grid_scores.png")
         plots.plot_gates(plt, results, results_dir / "grid_gates.png")
-        plots.plot_score_vs_k(plt, cells, results_dir / "grid_score_vs_k.png")
