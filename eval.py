@@ -122,8 +122,8 @@ def evaluate(args) -> dict:
             raise ValueError(f"{name} has no {task.label_column!r} column, so there is nothing to score against: "
                              f"add the labels, or pass --predict OUT.tsv to write predictions only")
         encoded = encode_split(split, tokenizer, max_length)
-        predictions, _ = predict(model, encoded, args.batch_size or options["eval_batch_size"], device,
-                                 args.precision or options["precision"])
+        predictions = predict(model, encoded, args.batch_size or options["eval_batch_size"], device,
+                              args.precision or options["precision"])[0]
         report[name] = None if split.labels is None else compute_metrics(task.metrics, predictions, split.labels)
         if args.predict:
             out = Path(args.predict)

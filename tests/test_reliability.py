@@ -40,9 +40,11 @@ def evaluations(stdout: str) -> list[str]:
 
 
 def assert_same_run(a, b) -> None:
-    """Same selected checkpoint (bit for bit) and the same dev and test metrics."""
+    """Same selected checkpoint (bit for bit), the same dev and test metrics and the same history of dev
+    evaluations (a resumed run keeps the evaluations made before it was interrupted)."""
     ra, rb = results(a), results(b)
     assert (ra["dev"], ra["test"], ra["best_step"]) == (rb["dev"], rb["test"], rb["best_step"])
+    assert ra["history"] == rb["history"] and ra["history"]
     ta, tb = load_file(a / "best.safetensors"), load_file(b / "best.safetensors")
     assert ta.keys() == tb.keys()
     assert all(torch.equal(ta[name], tb[name]) for name in ta)
@@ -87,6 +89,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(workspace, reference, tm
     assert not (run_dir / "state.safetensors").exists()  # finished: nothing left to resume
     reference_dir, reference_stdout = reference
     assert evaluations(done.stdout) == evaluations(reference_stdout)[1:]  # epochs 2-4, evaluated alike
+    assert [entry["step"] for entry in results(run_dir)["history"]] == [30, 60, 90, 120]  # epoch 1's is kept
     assert_same_run(run_dir, reference_dir)
 
 

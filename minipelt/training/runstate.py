@@ -13,6 +13,7 @@ to safetensors, the rest to JSON in its metadata.
 """
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class RunState:
     best_step: int = 0
     bad_evaluations: int = 0  # evaluations since the last improvement
     stopped: bool = False  # early stopping triggered
+    history: list = field(default_factory=list)  # one history_entry per dev evaluation, in step order
 
     def record(self, score: float, metrics: dict) -> bool:
         """Count a dev evaluation; True if it is the best so far (then it is kept as the best)."""
@@ -42,6 +44,30 @@ class RunState:
             return True
         self.bad_evaluations += 1
         return False
+
+
+def json_safe(value):
+    """`value` with every NaN or infinite float replaced by None: strict JSON (json.dumps(allow_nan=False))."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def history_entry(step: int, dev: dict, gates: dict, prefix_share: list | None) -> dict:
+    """One dev evaluation for results.json's "history": its step, dev metrics, each gate kind's mean
+    per layer ({kind: [layer 0, 1, ...]}, from predict's {"layer.kind": mean}) and the prefix's
+    share of the attention mass per layer (None without a prefix). Floats to 6 places, never NaN."""
+    by_kind: dict[str, dict[int, float]] = {}
+    for key, value in gates.items():
+        layer, kind = key.split(".", 1)
+        by_kind.setdefault(kind, {})[int(layer)] = value
+    return json_safe({"step": step, "dev": {name: round(float(v), 6) for name, v in dev.items()},
+                      "gates": {kind: [v for _, v in sorted(layers.items())] for kind, layers in by_kind.items()},
+                      "prefix_share": prefix_share})
 
 
 def previous_options(out: Path) -> dict | None:

@@ -150,9 +150,10 @@ def train(run: TrainConfig, overwrite: bool = False) -> dict:
                 bar.set_postfix(loss=f"{loss.item():.4f}")
             if state.step % eval_every == 0 or state.step == total_steps:  # the last step is always evaluated
                 check_finite(first_bad_step, out)
-                dev = evaluate(model, dev_set, task, run.eval_batch_size, device, run.precision)[0] \
+                evaluation = evaluate(model, dev_set, task, run.eval_batch_size, device, run.precision) \
                     if dist.is_main else None
-                dev = dist.broadcast(dev)  # every rank takes the same early-stopping decision
+                dev, gates, shares = dist.broadcast(evaluation)  # every rank takes the same early-stopping decision
+                state.history.append(runstate.history_entry(state.step, dev, gates, shares))
                 if state.record(dev[task.main_metric], dev) and dist.is_main:
                     save_trainable(model, out / runstate.BEST_FILE)  # the best checkpoint so far
                 state.stopped = state.bad_evaluations >= run.patience  # early stopping
@@ -186,15 +187,18 @@ def finish(run, task, model, tokenizer, device, state, seconds, out: Path) -> di
             print(f"skipping test set {name}: {e}")
             continue
         encoded = encode_split(split, tokenizer, sequence_length(run.max_seq_length, model))
-        tests[name], gates[name] = evaluate(model, encoded, task, run.eval_batch_size, device, run.precision)
+        tests[name], gates[name], _ = evaluate(model, encoded, task, run.eval_batch_size, device, run.precision)
     results = {
         "task": task.name, "method": run.method, "k": run.k, "seed": run.seed, "model": run.model,
         "pooling": model.pooling, "dev": state.best_metrics, "best_step": state.best_step,
         **tests, "gates": gates.get("test", {}),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "steps": state.step, "wall_seconds": round(seconds, 1), "options": dataclasses.asdict(run),
+        "history": state.history,
     }
-    atomic_write(out / runstate.RESULTS_FILE, lambda tmp: tmp.write_text(json.dumps(results, indent=2)))
+    results = runstate.json_safe(results)
+    text = json.dumps(results, indent=2, allow_nan=False)
+    atomic_write(out / runstate.RESULTS_FILE, lambda tmp: tmp.write_text(text))
     (out / runstate.STATE_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
     print(f"{task.name} {run.method} K={run.k} seed={run.seed}: dev {state.best_metrics}, test {tests.get('test')}")
     return results
