@@ -19,7 +19,7 @@ from minipelt.training.checkpoint import model_from_checkpoint
 from minipelt.training.runstate import BEST_FILE
 from minipelt.data.glue import load_split
 from minipelt.model.methods import PeltConfig
-from minipelt.model.prefix import mass_shares
+from minipelt.kernels import mass_shares
 from minipelt.data.tokenizer import Tokenizer
 from minipelt.weights import resolve_model
 
