@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from minipelt import textbook
 from minipelt.training import runstate
 from minipelt.training.checkpoint import model_from_checkpoint, read_metadata
 from minipelt.training.config import TrainConfig
@@ -48,6 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-seq-length", type=parser(TrainConfig, "max_seq_length"),
                    help=f"default: the run's, else {TRAIN_DEFAULTS['max_seq_length']}")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the run's, else fp32")
+    p.add_argument("--textbook", action="store_true", help="run the model's textbook functions, no kernels "
+                                                          "(the same metrics to rounding)")
     return p.parse_args(argv)
 
 
@@ -136,7 +139,8 @@ def evaluate(args) -> dict:
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
-        report = evaluate(args)
+        with textbook(args.textbook):
+            report = evaluate(args)
     except (ValueError, OSError, RuntimeError) as e:
         sys.exit(f"error: {e}")
     print(json.dumps(report, indent=2))

@@ -6,6 +6,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+import minipelt
 from minipelt.model.bert import BertConfig, BertModel
 
 # Tiny models: one thread is far faster than two fighting over small matmuls on a shared 2-core box.
@@ -14,6 +15,16 @@ torch.set_num_threads(1)
 # Device-sensitive tests run on the CPU always and on CUDA where torch sees a GPU (`pytest -m cuda`).
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, pytest.mark.skipif(
     not torch.cuda.is_available(), reason="no CUDA device")])]
+
+
+
+@pytest.fixture(params=["kernels", "textbook"])
+def each_path(request):
+    """The test once with the kernels (the default) and once on the textbook path: model-level test
+    modules use it for every test (`pytestmark = pytest.mark.usefixtures("each_path")`)."""
+    with minipelt.textbook(request.param == "textbook"):
+        yield request.param
+
 
 TINY = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                   intermediate_size=64, max_position_embeddings=40)

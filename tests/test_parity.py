@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 from minipelt import BertModel, Tokenizer
 from minipelt.model.bert import BertOutput
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test with the kernels and on the textbook path
+
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_parity.safetensors"
 TOL = 1e-5
 

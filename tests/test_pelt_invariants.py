@@ -23,6 +23,8 @@ from minipelt.model.gate import forced_gates
 from minipelt.model.methods import PeltConfig, is_trainable, mark_trainable, trainable_state_dict
 from minipelt.model.prefix import prefix_attention
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test with the kernels and on the textbook path
+
 METHODS = ("finetune", "bitfit", "adapter", "prefix", "lora", "unipelt-ap", "unipelt",
            "adapter+lora", "adapter+prefix", "prefix+lora")
 LAYERS = range(TINY.num_hidden_layers)

@@ -13,6 +13,8 @@ from minipelt.model.gate import Gate, forced_gates
 from minipelt.model.methods import PeltConfig
 from minipelt.model.prefix import mix_in_prefix, prefix_attention
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test with the kernels and on the textbook path
+
 GATED = ["unipelt", "unipelt-ap", "prefix", "adapter", "lora"]
 
 

@@ -20,6 +20,8 @@ from minipelt.model.classifier import SequenceClassifier
 from minipelt.model.gate import official_gate_mean
 from minipelt.model.methods import PeltConfig, is_pelt_parameter
 
+pytestmark = pytest.mark.usefixtures("each_path")  # every test with the kernels and on the textbook path
+
 FIXTURES = Path(__file__).parent / "fixtures" / "reference"
 TOL = 1e-5
 

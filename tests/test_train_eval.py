@@ -150,3 +150,18 @@ def test_two_seeds_write_summary_with_mean_and_std(workspace, tmp_path):
     assert (summary["task"], summary["method"], summary["k"], summary["seeds"]) == ("rte", "lora", 40, [1, 2])
     assert summary["test"]["accuracy"] == {"mean": pytest.approx(np.mean(accuracies)),
                                            "std": pytest.approx(np.std(accuracies))}
+
+
+def test_a_textbook_run_is_recorded_and_evaluates_alike_on_either_path(workspace, tmp_path):
+    """--textbook trains on the textbook path and says so in results.json; eval.py gives its test
+    metrics to 1e-5 with the kernels and with --textbook."""
+    run = dataclasses.replace(tiny_glue.config(workspace.model, workspace.glue, tmp_path / "run", task="rte",
+                                               method="unipelt"), textbook=True)
+    results = train(run)
+    assert results["options"]["textbook"] is True
+    for flags in ((), ("--textbook",)):
+        done = tiny_glue.run_script("eval.py", "--checkpoint", tmp_path / "run", "--data-dir", workspace.glue,
+                                    "--device", "cpu", *flags)
+        assert done.returncode == 0, done.stderr
+        for metric, value in results["test"].items():
+            assert json.loads(done.stdout)["test"][metric] == pytest.approx(value, abs=1e-5), (flags, metric)

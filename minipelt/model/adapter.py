@@ -9,11 +9,12 @@ UniPELT gates it with G_A(x_A). No extra LayerNorm and no dropout inside the ada
 
 Init (official code): all weights N(0, 0.02), biases 0. The up-projection is *not* zero, so
 an ungated adapter changes the model from the first step; a gate at 0 still removes it
-exactly. Parameters per layer: 2 H m + m + H (74,544 for bert-base, m = 48).
+exactly: residual + 0 * h_A = h_F + a, and LN2 of that is the frozen layer's output. Parameters per layer: 2 H m + m + H (74,544 for bert-base, m = 48).
 """
 import torch
 import torch.nn as nn
 
+from minipelt import kernels
 from minipelt.model.gate import Gate
 
 
@@ -33,4 +34,7 @@ class Adapter(nn.Module):
         h_a = self.up(torch.relu(self.down(x_a)))
         if self.gate is None:
             return residual + h_a
-        return torch.addcmul(residual, self.gate(x_a, token_mask), h_a)  # one pass, no G_A * h_A temporary
+        g = self.gate(x_a, token_mask)  # G_A (B, 1, 1)
+        if kernels.enabled():
+            return kernels.add_gated(residual, g, h_a)
+        return residual + g * h_a  # = residual, bit for bit, at G_A = 0

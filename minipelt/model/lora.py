@@ -9,6 +9,8 @@
 Init (official): A ~ kaiming_uniform(a=sqrt(5)), B = 0, so B A = 0 and the wrapped model
 starts as the frozen one. No LoRA dropout.
 
+With s = 0 (a gate at 0) the sum is y + 0 = W x + b, the frozen projection, bit for bit.
+
 An ungated LoRA can be folded into W (`merge()`), after which inference costs exactly a
 plain Linear; `unmerge()` undoes it. Both are idempotent. A gated LoRA cannot be merged:
 its scale depends on the input.
@@ -19,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from minipelt import kernels
 from minipelt.model.gate import Gate
 
 
@@ -44,12 +47,10 @@ class LoRALinear(nn.Linear):
         y = F.linear(x, self.weight, self.bias)  # the frozen path: (B, T, H_out)
         if self.r == 0 or self.merged:
             return y
-        s = self.gate(x, token_mask) if self.gate is not None else self.scaling
-        # s B (A x) = B (s A x): the scale on the r-wide A x, a pass over H_out / r fewer values
-        down = s * F.linear(x, self.lora_A)  # (B, T, r)
-        # y + down B^T, added in place by the GEMM (addmm_): no (B, T, H_out) temporaries. In-place
-        # ops skip autocast, hence the casts to y's dtype (bf16 under autocast, else a no-op).
-        return y.flatten(0, -2).addmm_(down.flatten(0, -2).to(y.dtype), self.lora_B.t().to(y.dtype)).view_as(y)
+        s = self.gate(x, token_mask) if self.gate is not None else self.scaling  # G_L(x) (B, 1, 1), or alpha / r
+        if kernels.enabled():
+            return kernels.add_low_rank(y, x, self.lora_A, self.lora_B, s)
+        return y + s * F.linear(F.linear(x, self.lora_A), self.lora_B)  # W x + b + s B (A x); = y at s = 0
 
     def delta_weight(self) -> torch.Tensor:
         return self.scaling * (self.lora_B @ self.lora_A)  # (H_out, H_in)

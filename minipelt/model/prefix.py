@@ -14,29 +14,34 @@ Init (official code: the prefix sits inside the encoder, so the Hugging Face ini
 applies): embedding and Linear weights N(0, 0.02), biases 0. At bert-base size P_K, P_V then
 start with std ~0.005, so the prefix starts with about its uniform share of the attention.
 
-Unified view (He et al., ICLR 2022):
+Unified view (He et al., ICLR 2022): attention over [prefix; tokens] is a mixture of two attentions,
 
     Attn(q, [P_K; K], [P_V; V]) = (1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V)
-    lam = Z_P / (Z_P + Z_T),   Z_X = sum_j exp(q . x_j / sqrt(d)) over the block X
+    lam = Z_P / (Z_P + Z_T) = sigmoid(log Z_P - log Z_T),   Z_X = sum_j exp(q . x_j / sqrt(d)) over block X
 
 UniPELT's gate G_P (on the layer input) enters in one of two forms:
 - "attention" (default, minipelt): the gate scales the prefix's attention mass,
-  lam = G_P Z_P / (G_P Z_P + Z_T). At G_P = 0, lam = 0 and the output *is* Attn(q, K, V),
-  bit for bit: the frozen layer. This is computed as the right-hand side above: the token
-  part by the frozen layer's own call, which also gives log Z_T (attention.py), the prefix
-  part from its L keys alone (`attend_prefix`), mixed in afterwards (one fused call over
-  [P_K; K] would sum in another order and not give the frozen bits). Where the frozen call
-  gives no log Z_T (CUDA), exactness costs one more fused pass over the keys, for lam.
-- "kv" (official code): P_K, P_V are multiplied by G_P. At G_P = 0 the prefix keys are 0,
-  each still takes exp(0) of attention mass, so the layer does NOT reduce to the frozen one.
-Ungated prefix-tuning and the "kv" form have no exactness to keep: they run the left-hand
-side, one `attend` over [P_K; K], [P_V; V], as fast as the plain attention.
+
+      lam = G_P Z_P / (G_P Z_P + Z_T) = sigmoid(log G_P + log Z_P - log Z_T)
+
+  that is, the gate adds log G_P to every prefix score (exp(s + log G) = G exp(s)). At G_P = 0,
+  lam = 0 and the output *is* Attn(q, K, V), bit for bit: the frozen layer. So `mix_in_prefix`
+  computes the right-hand side: the token part by the frozen layer's own call to `attend`, which also
+  gives log Z_T, the prefix part from its L keys alone (`attend_prefix`), mixed with lam (one call
+  over [P_K; K] would sum in another order and not give the frozen bits).
+- "kv" (official code): P_K, P_V are multiplied by G_P. At G_P = 0 the prefix keys are 0, each
+  still takes exp(0) of attention mass, so the layer does NOT reduce to the frozen one.
+Ungated prefix-tuning and the "kv" form have no exactness to keep: they run the left-hand side, one
+`attend` over [P_K; K], [P_V; V].
+
+An example with no real token attends to the prefix alone (lam = 1 at G_P > 0; at G_P = 0 it gets
+the frozen layer's zeros, see attention.py).
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from minipelt.model.attention import attend, dropout
+from minipelt import kernels
+from minipelt.model.attention import attend
 
 
 class PrefixTuning(nn.Module):
@@ -94,60 +99,31 @@ def prefix_attention(
 
 
 def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
-    """(1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V), lam = g Z_P / (g Z_P + Z_T); g: (B, 1, 1, 1).
-
-    Attn(q, K, V) and log Z_T come from the frozen layer's own call (attention.py), Attn(q, P_K, P_V)
-    and log Z_P from the T x L prefix scores (`attend_prefix`). Where the frozen call gives no
-    log Z_T (CUDA), the masses come from one more fused call (`mass_shares`).
-    """
-    out_tokens, log_z_tokens = attend(q, k, v, key_mask, dropout_p, with_log_z=True)  # the frozen call
-    out_prefix, log_z_prefix = attend_prefix(q, p_k, p_v, dropout_p)
-    if log_z_tokens is None:
-        z_prefix, z_tokens = mass_shares(q, k, p_k, key_mask)
-    else:
-        top = torch.maximum(log_z_prefix, log_z_tokens).detach()  # a common factor: lam does not see it
+    """(1 - lam) Attn(q, K, V) + lam Attn(q, P_K, P_V), lam = g Z_P / (g Z_P + Z_T); g: (B, 1, 1, 1)."""
+    out_tokens, log_z_tokens = attend(q, k, v, key_mask, dropout_p, with_log_z=True)  # the frozen layer's call
+    out_prefix, log_z_prefix = attend_prefix(q, p_k, p_v, dropout_p)  # (B, h, T, d), (B, h, T, 1)
+    if log_z_tokens is None:  # the CUDA kernel's attention has no log Z_T: its stand-in for this step
+        z_prefix, z_tokens = kernels.mass_shares(q, k, p_k, key_mask)
+    else:  # Z_P and Z_T times a common factor exp(-top), which lam does not see (and no overflow)
+        top = torch.maximum(log_z_prefix, log_z_tokens).detach()
         z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
-    # Exactly 0 at g = 0 (the clamp keeps 0 / 0 out), so the output is then out_tokens.
-    lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=torch.finfo(z_tokens.dtype).tiny)
-    # Not in place into out_tokens: F.scaled_dot_product_attention's backward (CUDA) reads its output.
-    return torch.lerp(out_tokens, out_prefix.to(out_tokens.dtype), lam.to(out_tokens.dtype))
+    # Exactly 0 at g = 0, so the output is then out_tokens. The floor keeps 0 / 0 out (g = 0 and no
+    # token: an example that is all padding) and 1 / denominator^2 finite in the backward; it is far
+    # below any real mass (one of Z_P, Z_T is 1 here), so it changes no other lam.
+    lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=1e-19)  # (B, h, T, 1)
+    lam, out_prefix = lam.to(out_tokens.dtype), out_prefix.to(out_tokens.dtype)
+    if kernels.enabled():
+        return kernels.mix(out_tokens, out_prefix, lam)
+    return (1 - lam) * out_tokens + lam * out_prefix
 
 
 def attend_prefix(q, p_k, p_v, dropout_p) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attn(q, P_K, P_V) (B, h, T, d) and log Z_P (B, h, T, 1) in fp32, over the L prefix keys only.
-
-    The scores are laid out (h, L, B T), the L keys on the rows: one wide GEMM per head and a
-    softmax down the rows, both several times faster on CPU than over (B, h, T, L), whose rows
-    of L = 10 leave the vector units idle. Dropout as on the tokens' probabilities.
-    """
+    """Attn(q, P_K, P_V) (B, h, T, d) and log Z_P (B, h, T, 1): `attend` over the L prefix keys, all attended."""
+    if kernels.enabled():
+        return kernels.attend_prefix(q, p_k, p_v, dropout_p)
     B, h, T, d = q.shape
-    queries = q.transpose(1, 2).reshape(B * T, h, d).transpose(0, 1)  # (h, BT, d): a view of the layer's q
-    p_k = (p_k * d ** -0.5).to(q.dtype)  # the 1/sqrt(d) on the L keys: a smaller pass than on the scores
-    scores = torch.bmm(p_k, queries.transpose(1, 2)).float()  # (h, L, BT)
-    top = scores.amax(dim=1, keepdim=True).detach()  # softmax's shift; log Z_P adds it back
-    unnormalised = torch.exp(scores - top)
-    z = unnormalised.sum(dim=1, keepdim=True)  # (h, 1, BT)
-    probs = unnormalised / z
-    if dropout_p > 0:
-        probs = dropout(probs, dropout_p)
-    out = torch.bmm(probs.transpose(1, 2).to(q.dtype), p_v.to(q.dtype))  # (h, BT, d)
-    log_z = top + z.log()  # (h, 1, BT)
-    return out.view(h, B, T, d).transpose(0, 1), log_z.view(h, B, T, 1).transpose(0, 1)
-
-
-def mass_shares(q, k, p_k, key_mask) -> tuple[torch.Tensor, torch.Tensor]:
-    """rho = Z_P / (Z_P + Z_T) and tau = Z_T / (Z_P + Z_T), each (B, h, T, 1), from one fused call
-    over [P_K; K] whose values are indicator columns, (1, 0) on prefix keys and (0, 1) on token
-    keys, without materialising T x T scores."""
-    B, h, T, d = q.shape
-    L = p_k.size(-2)
-    which = q.new_zeros(L + T, d, dtype=torch.float32)  # as wide as the keys: the fused kernels want that
-    which[:L, 0], which[L:, 1] = 1, 1
-    keys = torch.cat([p_k.expand(B, h, L, d), k], dim=2)  # (B, h, L + T, d)
-    with torch.autocast(q.device.type, enabled=False):  # fp32 shares: precise
-        shares = F.scaled_dot_product_attention(q.float(), keys.float(), which.expand(B, h, L + T, d),
-                                                attn_mask=with_prefix_slots(key_mask, L))
-    return shares[..., :1], shares[..., 1:2]
+    every_key = torch.ones(B, 1, 1, p_k.size(-2), dtype=torch.bool, device=q.device)
+    return attend(q, p_k.expand(B, h, -1, d), p_v.expand(B, h, -1, d), every_key, dropout_p, with_log_z=True)
 
 
 def with_prefix_slots(key_mask: torch.Tensor, length: int) -> torch.Tensor:

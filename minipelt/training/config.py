@@ -43,6 +43,8 @@ class TrainConfig:
     dev_size: int = option(1000, "dev examples taken after the K train ones (1000 in the paper)", minimum=1)
     pooling: str | None = option(None, "head input (unset: the checkpoint's declared, else cls)", choices=POOLINGS)
     device: str = option("auto", "auto (cuda if available), cpu, cuda, cuda:1, ...")
+    textbook: bool = option(False, "run the model's textbook functions, no kernels (as `with minipelt.textbook():`): "
+                                   "slower, for reading and debugging; dropout draws differ from the kernels'")
     precision: str = option("fp32", "bf16: CUDA, or a CPU with native bf16; fp16: CUDA only",
                             choices=("fp32", "bf16", "fp16"))
     data_dir: str | None = option(None, "a GLUE tsv directory (unset: $MINIPELT_GLUE_DIR, else the hub)")

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 
 from minipelt.model.bert import BertModel
-from minipelt.model.prefix import mass_shares
+from minipelt.kernels import mass_shares
 
 
 @contextmanager

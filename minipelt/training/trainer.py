@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from minipelt import textbook
 from minipelt.training import distributed, runstate
 from minipelt.model.bert import BertModel
 from minipelt.training.checkpoint import atomic_write, load_trainable, save_trainable
@@ -91,6 +92,11 @@ def check_finite(first_bad_step: torch.Tensor, out: Path) -> None:
 
 def train(run: TrainConfig, overwrite: bool = False) -> dict:
     """Train one run (one task, K, method, seed); returns and writes its results.json."""
+    with textbook(run.textbook):  # --textbook: the model's textbook functions, no kernels
+        return train_on_its_path(run, overwrite)
+
+
+def train_on_its_path(run: TrainConfig, overwrite: bool) -> dict:
     run = run.resolved()
     out = Path(run.output_dir)
     dist = distributed.context()
