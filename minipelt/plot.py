@@ -147,7 +147,7 @@ def grid_figure(plt, panels: list, title: str):
     layered = [ax for ax in axes.flat if any(line.get_label().startswith("layer ") for line in ax.get_lines())]
     if layered:
         handles, labels = layered[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 12), frameon=False,
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3 * cols), frameon=False,
                    title="layer 0 is nearest the input", title_fontsize=8, fontsize=8)
     fig.suptitle(title, fontsize=11)
     return fig
