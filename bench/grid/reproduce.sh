@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The MiniLM reproduction grid (README, "Reproduction"), in the order its questions need it:
+# The MiniLM reproduction grid (docs/reproduction.md), in the order its questions need it:
 #   1. the defaults check: every method on every local task, K = 100, seed 1 (35 runs)
 #   2. seeds 2 and 3 of the same cells, for Table 1/2's means and stds (70 runs): STS-B and SST-2
 #      first, the tasks where the methods learn something at K = 100 (the check shows MRPC, CoLA
