@@ -89,8 +89,7 @@ class TrainConfig:
 def check_data(run: TrainConfig) -> None:
     """Exactly one data source: a GLUE --task, or --train-file with its --test-file."""
     if (run.task is None) == (run.train_file is None):
-        raise ValueError("give either --task (a GLUE task) or --train-file (your own data), "
-                         + ("not both" if run.task else "one of them"))
+        raise ValueError("give --task (a GLUE task) or --train-file (your own data)" + (", not both" if run.task else ""))
     if run.task is not None and (given := [f for f in OWN_DATA if getattr(run, f) is not None] + (
             ["regression"] if run.regression else [])):
         raise ValueError(f"{flag(given[0])} is for your own data: give --train-file instead of --task")
