@@ -1,6 +1,7 @@
 """Your own data (minipelt/data/files.py): CSV, TSV and JSON lines files in place of a GLUE task,
 end to end on the committed examples/reviews_*.csv with the tiny BERT of tests/tiny_glue.py, and a
 one-line error for every bad file."""
+import dataclasses
 import json
 
 import numpy as np
@@ -12,7 +13,8 @@ import train as train_cli
 from minipelt.data.fewshot import few_shot
 from minipelt.data.files import file_labels, read_file, run_task
 from minipelt.data.glue import Split
-from minipelt.training.config import TrainConfig
+from minipelt.training import runstate
+from minipelt.training.config import OWN_DATA, TrainConfig
 
 EXAMPLES = tiny_glue.REPO / "examples"
 TRAIN, TEST = EXAMPLES / "reviews_train.csv", EXAMPLES / "reviews_test.csv"
@@ -179,3 +181,11 @@ def test_eval_file_label_outside_the_recorded_set(own_runs, tmp_path):
 def test_data_source_options_are_checked(workspace, tmp_path, args, expected):
     common = ["--k", "4", "--model", workspace.model, "--device", "cpu", "--output-dir", tmp_path / "out"]
     assert expected in cli_error(train_cli.main, [*args, *common])
+
+
+def test_a_glue_run_recorded_before_these_options_still_resumes(tmp_path):
+    """The new options are unset (None) in a GLUE run: a run directory written before they existed is the same run."""
+    run = TrainConfig(task="rte", k=4, output_dir=str(tmp_path))
+    old = {k: v for k, v in dataclasses.asdict(run).items() if k not in ("train_file", *OWN_DATA)}
+    (tmp_path / "results.json").write_text(json.dumps({"options": old}))
+    assert runstate.prepare_output_dir(tmp_path, run, overwrite=False) == {"options": old}

@@ -173,13 +173,15 @@ def file_labels(path: str | Path, label_column: str) -> list[str]:
 
 
 def own_data_defaults(run) -> dict:
-    """What a run on your files records beyond its flags: the text columns (unset: sentence) and the class
+    """What a run on your files records beyond its flags: the columns (unset: sentence, label) and the class
     labels (unset: the train file's); checks first that every file is there, not after training."""
     for flag, path in (("--train-file", run.train_file), ("--dev-file", run.dev_file), ("--test-file", run.test_file)):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{flag} {path} does not exist; give the path of a .csv, .tsv or .jsonl file")
-    labels = run.labels or (None if run.regression else file_labels(run.train_file, run.label_column))
-    return dict(text_columns=run.text_columns or ["sentence"], labels=labels)
+    label_column, regression = run.label_column or "label", bool(run.regression)
+    labels = run.labels or (None if regression else file_labels(run.train_file, label_column))
+    return dict(text_columns=run.text_columns or ["sentence"], label_column=label_column, regression=regression,
+                labels=labels)
 
 
 def run_task(run) -> Task:

@@ -22,7 +22,8 @@ def parse_k(value: str) -> int | None:
     return None if value == "full" else int(value)
 
 
-OWN_DATA = ("dev_file", "test_file", "text_columns", "labels")  # options of --train-file runs only
+# Options of --train-file runs only; unset (None) in a GLUE run, so that its recorded options are unchanged.
+OWN_DATA = ("dev_file", "test_file", "text_columns", "label_column", "regression", "labels")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +59,8 @@ class TrainConfig:
                                          "with --train-file)")
     text_columns: list | None = option(None, "the one or two text columns of your files (unset: sentence)",
                                        parse=str, nargs="+")
-    label_column: str = option("label", "the label column of your files")
-    regression: bool = option(False, "your labels are numbers to predict (one output, MSE, Spearman)")
+    label_column: str | None = option(None, "the label column of your files (unset: label)")
+    regression: bool | None = option(None, "your labels are numbers to predict (one output, MSE, Spearman)")
     labels: list | None = option(None, "your class labels in id order (unset: the train file's, sorted)",
                                  parse=str, nargs="+")
     output_dir: str = option("runs/run", "where results.json and best.safetensors go")
@@ -90,8 +91,7 @@ def check_data(run: TrainConfig) -> None:
     """Exactly one data source: a GLUE --task, or --train-file with its --test-file."""
     if (run.task is None) == (run.train_file is None):
         raise ValueError("give --task (a GLUE task) or --train-file (your own data)" + (", not both" if run.task else ""))
-    if run.task is not None and (given := [f for f in OWN_DATA if getattr(run, f) is not None] + (
-            ["regression"] if run.regression else [])):
+    if run.task is not None and (given := [f for f in OWN_DATA if getattr(run, f) is not None]):
         raise ValueError(f"{flag(given[0])} is for your own data: give --train-file instead of --task")
     if run.train_file is not None and run.test_file is None:
         raise ValueError("--train-file needs a --test-file too: the examples scored at the end")
