@@ -10,10 +10,10 @@ A PEFT directory for `BertForSequenceClassification` (task_type SEQ_CLS) holds t
     adapter_config.json         peft_type LORA, r, lora_alpha, target_modules, modules_to_save, ...
     adapter_model.safetensors   the trained tensors under these names:
 
-    minipelt (SequenceClassifier)                   PEFT
-    bert.encoder.layer.N.attention.self.query.lora_A   base_model.model.bert.encoder.layer.N.attention.self.query.lora_A.weight
+    minipelt (SequenceClassifier)                       PEFT
+    bert.encoder.layer.N.attention.self.query.lora_A    base_model.model. + the same + .weight
     (the same for value, and for lora_B)
-    classifier.weight, classifier.bias                 base_model.model.classifier.weight, .bias
+    classifier.weight, classifier.bias                  base_model.model. + the same
 
 PEFT trains the head as a "module to save" (in memory `classifier.modules_to_save.default`)
 and saves it under the plain name above, as peft 0.21.2 does (tests/fixtures/make_peft_lora.py).

@@ -73,7 +73,8 @@ def test_train_eval_predict_and_text_on_the_committed_csv(own_runs, tmp_path, ca
     assert rows[0] == ["index", "prediction"] and len(rows) == 101
     assert {label for _, label in rows[1:]} <= {"negative", "positive"}
     unlabelled = tmp_path / "unlabelled.jsonl"  # the same texts as JSON lines, without labels
-    unlabelled.write_text("".join(json.dumps({"text": text}) + "\n" for text in read_file(TEST, task_for(TRAIN)).text_a))
+    texts = read_file(TEST, task_for(TRAIN)).text_a
+    unlabelled.write_text("".join(json.dumps({"text": text}) + "\n" for text in texts))
     eval_cli.main(["--checkpoint", str(out), "--file", str(unlabelled), "--predict", str(tmp_path / "b.tsv")])
     assert json.loads(capsys.readouterr().out)[str(unlabelled)] is None
     assert (tmp_path / "b.tsv").read_text() == predictions.read_text()
@@ -140,6 +141,8 @@ BAD_FILES = {
                           ["line 4", "'positive' is a string", "other labels are integers", "one kind"]),
     "mixed json label types": ("a.jsonl", '{"text": "nice", "label": 1}\n{"text": "bad", "label": "negative"}\n', [],
                                ["line 2", "'negative' is a string", "one kind"]),
+    "extra field": ("a.csv", 'text,label\n"two\nlines",positive\nok,negative,extra\n', [],
+                    ["line 4", "3 fields, expected 2", "comma inside an unquoted text"]),
     "unknown extension": ("a.txt", "text,label\nnice,positive\n", [], ["unknown file type '.txt'", ".csv, .tsv"]),
     "empty text": ("a.csv", 'text,label\nnice,positive\n"",negative\n', [], ["line 3", "column 'text'", "fill it"]),
     "label outside --labels": ("a.csv", "text,label\nnice,positive\nmeh,neutral\n",

@@ -57,15 +57,16 @@ def read_records(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     if delimiter is None:
         return read_json_lines(path, text)
     reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
-    try:
-        columns, *rows = list(reader)
+    try:  # line_num: the file line where a row ends (a quoted text may hold line breaks)
+        (_, columns), *rows = [(reader.line_num, row) for row in reader]
     except csv.Error as e:
         raise ValueError(f"{path}, line {reader.line_num}: unreadable row ({e})") from None
+    separator = "tab" if delimiter == "\t" else "comma"
     records = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in rows:
         if row and len(row) != len(columns):
             raise ValueError(f"{path}, line {line}: {len(row)} fields, expected {len(columns)} {columns}; a "
-                             f"{'tab' if delimiter == chr(9) else 'comma'} inside an unquoted text?")
+                             f"{separator} inside an unquoted text?")
         if row:  # a blank line is no example
             records.append((line, dict(zip(columns, row))))
     return columns, records

@@ -57,11 +57,11 @@ class TrainConfig:
     dev_file: str | None = option(None, "your dev set (unset: --dev-size examples of --train-file after the K)")
     test_file: str | None = option(None, "your test set, scored with the best checkpoint at the end (needed "
                                          "with --train-file)")
-    text_columns: list | None = option(None, "the one or two text columns of your files (unset: sentence)",
+    text_columns: list[str] | None = option(None, "the one or two text columns of your files (unset: sentence)",
                                        parse=str, nargs="+")
     label_column: str | None = option(None, "the label column of your files (unset: label)")
     regression: bool | None = option(None, "your labels are numbers to predict (one output, MSE, Spearman)")
-    labels: list | None = option(None, "your class labels in id order (unset: the train file's, sorted)",
+    labels: list[str] | None = option(None, "your class labels in id order (unset: the train file's, sorted)",
                                  parse=str, nargs="+")
     output_dir: str = option("runs/run", "where results.json and best.safetensors go")
     method_options: dict = field(default_factory=dict)  # PeltConfig overrides, e.g. {"lora_r": 4}
@@ -90,7 +90,8 @@ class TrainConfig:
 def check_data(run: TrainConfig) -> None:
     """Exactly one data source: a GLUE --task, or --train-file with its --test-file."""
     if (run.task is None) == (run.train_file is None):
-        raise ValueError("give --task (a GLUE task) or --train-file (your own data)" + (", not both" if run.task else ""))
+        both = ", not both" if run.task else ""
+        raise ValueError(f"give --task (a GLUE task) or --train-file (your own data){both}")
     if run.task is not None and (given := [f for f in OWN_DATA if getattr(run, f) is not None]):
         raise ValueError(f"{flag(given[0])} is for your own data: give --train-file instead of --task")
     if run.train_file is not None and run.test_file is None:
