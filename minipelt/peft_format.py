@@ -103,6 +103,8 @@ def export(run_dir: Path, out_dir: Path) -> list[str]:
     tensors = load_file(str(checkpoint))
     if unexpected := sorted(n for n in tensors if n not in HEAD and not LORA_NAME.fullmatch(n)):
         raise ValueError(f"{checkpoint} holds tensors other than LoRA and the head ({unexpected[0]}, ...)")
+    if (out_dir / WEIGHTS_FILE).exists():
+        raise FileExistsError(f"{out_dir} already holds an adapter ({WEIGHTS_FILE}); export into a new directory")
     model = results["model"]
     base = HUB_IDS.get(model) or str(Path(model).resolve())
     notes = [f"base model: {base} (load it with BertForSequenceClassification, num_labels={meta['num_labels']})"]

@@ -106,7 +106,8 @@ def test_text_pair_and_regression_from_json_lines(workspace, tmp_path, capsys):
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     out = tmp_path / "run"
     train_cli.main([str(a) for a in own_args(workspace, out, "--text-columns", "a", "b", "--label-column", "score",
-                                             "--regression", train=data, test=data)])
+                                             "--regression", "--dev-file", data, train=data, test=data)])
+    assert "40 train, 70 dev" in capsys.readouterr().out  # the --dev-file whole, not --dev-size 20 of the train file
     results = json.loads((out / "seed1" / "results.json").read_text())
     assert results["test"].keys() == {"spearman", "pearson"} and results["options"]["labels"] is None
     capsys.readouterr()

@@ -65,6 +65,8 @@ def test_lora_trained_here_goes_out_and_back_to_the_same_test_metrics(workspace,
                                      epochs=1, method_options={"lora_r": 2}))
     notes = peft_format.export(run_dir, tmp_path / "peft")
     assert not [n for n in notes if n.startswith("note")]  # the tiny BERT pools [CLS]: PEFT's head
+    with pytest.raises(FileExistsError, match="already holds an adapter"):  # never over an earlier export
+        peft_format.export(run_dir, tmp_path / "peft")
     peft_format.import_(tmp_path / "peft", tmp_path / "back", task="rte")  # the base from the config's path
     capsys.readouterr()
     eval_cli.main(["--checkpoint", str(tmp_path / "back"), "--data-dir", str(workspace.glue)])
