@@ -9,10 +9,11 @@ same fields, so a new field is a new flag.
 from dataclasses import MISSING, Field, field, fields
 
 
-def option(default=MISSING, help: str = "", minimum=None, maximum=None, choices=None, parse=None):
-    """A dataclass field that is a run option; `parse` reads its command-line text (default: its type)."""
+def option(default=MISSING, help: str = "", minimum=None, maximum=None, choices=None, parse=None, nargs=None):
+    """A dataclass field that is a run option; `parse` reads its command-line text (default: its type);
+    `nargs` ("+") makes it a list of values, each read by `parse`."""
     return field(default=default, metadata=dict(help=help, minimum=minimum, maximum=maximum, choices=choices,
-                                                parse=parse))
+                                                parse=parse, nargs=nargs))
 
 
 def flag(name: str) -> str:

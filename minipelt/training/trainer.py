@@ -25,7 +25,8 @@ from minipelt.training.config import TrainConfig
 from minipelt.training.device import autocast, resolve_device
 from minipelt.training.evaluation import evaluate, sequence_length
 from minipelt.data.fewshot import batches, encode_split, few_shot, num_batches
-from minipelt.data.glue import Task, get_task, load_split
+from minipelt.data.files import load_task_split, run_task
+from minipelt.data.glue import Task
 from minipelt.model.methods import mark_trainable
 from minipelt.summary import report
 from minipelt.data.tokenizer import Tokenizer
@@ -109,13 +110,14 @@ def train_on_its_path(run: TrainConfig, overwrite: bool) -> dict:
             print(f"{out}: this run already finished (results.json); pass --overwrite to run it again")
         return finished if dist.is_main else {}
     torch.manual_seed(run.seed)  # the same initialisation on every rank
-    task = get_task(run.task)
+    task = run_task(run)  # a GLUE task, or your own files
     model, tokenizer = build_model(run, task, device)
     if dist.rank > 0:  # but each rank its own dropout masks; rank 0 draws those of a single process
         torch.manual_seed(run.seed + dist.rank)
-    train_all = encode_split(load_split(task.name, "train", run.data_dir), tokenizer,
-                             sequence_length(run.max_seq_length, model))
-    train_set, dev_set = few_shot(train_all, run.k, run.seed, run.dev_size)
+    length = sequence_length(run.max_seq_length, model)
+    train_all = encode_split(load_task_split(task, "train", run.data_dir), tokenizer, length)
+    dev_file = encode_split(load_task_split(task, "dev"), tokenizer, length) if "dev" in task.split_names else None
+    train_set, dev_set = few_shot(train_all, run.k, run.seed, run.dev_size, dev=dev_file)
     if dist.is_main:
         print(f"{task.name} K={run.k} seed={run.seed}: {len(train_set)} train, {len(dev_set)} dev; "
               f"method {model.bert.pelt.name}, pooling {model.pooling}, device {device}, lr {run.lr}")
@@ -187,7 +189,7 @@ def finish(run, task, model, tokenizer, device, state, seconds, out: Path) -> di
     tests, gates = {}, {}
     for name in task.test_files:
         try:
-            split = load_split(task.name, name, run.data_dir)
+            split = load_task_split(task, name, run.data_dir)
         except FileNotFoundError as e:
             print(f"skipping test set {name}: {e}")
             continue
