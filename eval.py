@@ -57,7 +57,8 @@ def locate(checkpoint: str) -> tuple[Path, dict]:
     if not path.is_dir():
         return path, {}
     results_file = path / runstate.RESULTS_FILE
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    fix = "pass the checkpoint file itself with --model and --task"
+    results = runstate.read_results(results_file, fix) if results_file.is_file() else {}
     return path / runstate.BEST_FILE, results
 
 
@@ -104,6 +105,9 @@ def evaluate(args) -> dict:
     if model_name is None or task_name is None:
         raise ValueError(f"pass --model and --task: {args.checkpoint} is not a run directory with a results.json "
                          f"that names them")
+    if results and args.task is not None and get_task(args.task).name != get_task(results["task"]).name:
+        raise ValueError(f"{args.checkpoint} is a {results['task']} run, not {args.task}: drop --task to evaluate it "
+                         f"on {results['task']}, or pass its best.safetensors itself to score another task")
     task = get_task(task_name)
     check_method(path, meta, results)
     device = resolve_device(args.device)

@@ -39,7 +39,7 @@ def test_resume_restores_each_ranks_rng_and_the_fp16_scaler(tmp_path):
     for rank in (0, 1):
         model, optimizer, scheduler, fresh_scaler = training_objects(scaler_scale=65536.0)
         torch.manual_seed(99)
-        state = runstate.load(tmp_path, model, optimizer, scheduler, fresh_scaler, rank)
+        state = runstate.load(tmp_path, model, optimizer, scheduler, fresh_scaler, rank, world_size=2)
         assert dataclasses.astuple(state)[:2] == (1, 5)
         assert torch.equal(torch.get_rng_state(), ranks[rank]["cpu"]), f"rank {rank} got another rank's RNG"
         assert fresh_scaler.state_dict() == scaler.state_dict() and fresh_scaler.get_scale() == 256.0
