@@ -1,9 +1,11 @@
 """Reliability of train.py and eval.py on a tiny random BERT and tiny GLUE-layout data (tests/tiny_glue.py).
 
-- Resume: a run SIGKILLed inside an epoch, run again with the same command, ends bit-identical
-  to an uninterrupted run; the same command twice gives identical results.
-- Nothing lost: a finished run is replaced only with --overwrite; repeating it is a no-op; a NaN
-  loss stops the run and keeps the best checkpoint.
+- Resume: a run SIGKILLed at a step, inside a dev evaluation or while writing a checkpoint
+  (tests/kill_at.py), run again with the same command, ends bit-identical to an uninterrupted
+  run, resuming inside an epoch where its last state was; the same command twice gives identical results.
+- Nothing lost: a finished run is replaced only with --overwrite, and only once the new run has
+  passed every check; repeating it is a no-op; a NaN loss or non-finite weights stop the run and
+  keep the last finite best checkpoint; --max-grad-norm 0 trains (no clipping).
 - Limits: inputs longer than the position table, a one-example dev set, empty splits.
 (User mistakes: test_bad_input.py.)
 """
