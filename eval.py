@@ -72,7 +72,8 @@ def locate(checkpoint: str) -> tuple[Path, dict]:
     if not path.is_dir():
         return path, {}
     results_file = path / runstate.RESULTS_FILE
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    fix = "pass the checkpoint file itself with --model and --task"
+    results = runstate.read_results(results_file, fix) if results_file.is_file() else {}
     return path / runstate.BEST_FILE, results
 
 
@@ -119,6 +120,9 @@ def evaluate(args) -> dict:
     if model_name is None or task_name is None:
         raise ValueError(f"pass --model and --task: {args.checkpoint} is not a run directory with a results.json "
                          f"that names them")
+    if results and args.task is not None and get_task(args.task).name != results["task"]:
+        raise ValueError(f"{args.checkpoint} is a {results['task']} run, not {args.task}: drop --task to evaluate it "
+                         f"on {results['task']}, or pass its best.safetensors itself to score another task")
     task = get_task(args.task) if args.task else run_task(SimpleNamespace(**options))  # GLUE's, or your files'
     check_method(path, meta, results)
     device = resolve_device(args.device)
@@ -141,8 +145,8 @@ def evaluate(args) -> dict:
             raise ValueError(f"{name} has no {task.label_column!r} column, so there is nothing to score against: "
                              f"add the labels, or pass --predict OUT.tsv to write predictions only")
         encoded = encode_split(split, tokenizer, max_length)
-        predictions, _ = predict(model, encoded, args.batch_size or options["eval_batch_size"], device,
-                                 args.precision or options["precision"])
+        predictions = predict(model, encoded, args.batch_size or options["eval_batch_size"], device,
+                              args.precision or options["precision"])[0]
         report[name] = None if split.labels is None else compute_metrics(task.metrics, predictions, split.labels)
         if args.predict:
             out = Path(args.predict)

@@ -188,8 +188,12 @@ def test_data_source_options_are_checked(workspace, tmp_path, args, expected):
 
 
 def test_a_glue_run_recorded_before_these_options_still_resumes(tmp_path):
-    """The new options are unset (None) in a GLUE run: a run directory written before they existed is the same run."""
+    """An option newer than a recorded run counts as its default (the own-data ones are unset in a GLUE
+    run, --textbook off): a run directory written before they existed is the same run."""
     run = TrainConfig(task="rte", k=4, output_dir=str(tmp_path))
-    old = {k: v for k, v in dataclasses.asdict(run).items() if k not in ("train_file", *OWN_DATA)}
-    (tmp_path / "results.json").write_text(json.dumps({"options": old}))
-    assert runstate.prepare_output_dir(tmp_path, run, overwrite=False) == {"options": old}
+    old = {k: v for k, v in dataclasses.asdict(run).items() if k not in ("train_file", "textbook", *OWN_DATA)}
+    recorded = {"options": old, "task": "rte", "method": "unipelt"}
+    (tmp_path / "results.json").write_text(json.dumps(recorded))
+    assert runstate.previous_run(tmp_path, run, overwrite=False) == recorded
+    with pytest.raises(FileExistsError, match="other options \\(textbook\\)"):
+        runstate.previous_run(tmp_path, dataclasses.replace(run, textbook=True), overwrite=False)

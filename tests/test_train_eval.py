@@ -91,6 +91,26 @@ def test_results_json_records_the_run(workspace, runs):
     assert finetuned["test"].keys() == {"accuracy"}
 
 
+def test_results_json_has_the_history_of_every_dev_evaluation(runs):
+    """results.json "history" (the schema of docs/protocol.md): per dev evaluation its step, dev metrics,
+    each gate kind's mean per layer, and per layer the prefix's share of the attention mass."""
+    _, results = runs("stsb", "unipelt")
+    history = results["history"]
+    assert [entry["step"] for entry in history] == [5, 10, 15]  # one evaluation an epoch of 5 steps
+    best = next(entry for entry in history if entry["step"] == results["best_step"])
+    assert best["dev"] == {name: round(value, 6) for name, value in results["dev"].items()}
+    layers = TINY.num_hidden_layers
+    for entry in history:
+        assert entry.keys() == {"step", "dev", "gates", "prefix_share"}
+        assert entry["gates"].keys() == {"adapter", "prefix", "lora_query", "lora_value"}
+        assert all(len(means) == layers and all(0 < g < 1 for g in means) for means in entry["gates"].values())
+        assert len(entry["prefix_share"]) == layers and all(0 < s < 1 for s in entry["prefix_share"])
+    assert history[0]["gates"] != history[-1]["gates"]  # they are measured at each evaluation, not copied
+
+    _, finetuned = runs("rte", "finetune")  # no gates, no prefix
+    assert [(entry["gates"], entry["prefix_share"]) for entry in finetuned["history"]] == [({}, None)] * 3
+
+
 def test_eval_on_own_file_with_and_without_labels(workspace, runs, tmp_path, capsys):
     out, results = runs("rte", "unipelt")
     test_file = workspace.glue / "RTE" / "dev.tsv"

@@ -16,10 +16,10 @@ import torch
 from bench.grid.report import markdown_table
 from minipelt.model.bert import BertModel
 from minipelt.training.checkpoint import model_from_checkpoint
+from minipelt.training.prefix_share import prefix_shares
 from minipelt.training.runstate import BEST_FILE
 from minipelt.data.glue import load_split
 from minipelt.model.methods import PeltConfig
-from minipelt.kernels import mass_shares
 from minipelt.data.tokenizer import Tokenizer
 from minipelt.weights import resolve_model
 
@@ -34,28 +34,6 @@ def batch(model_dir: Path, task: str, data_dir, n: int) -> tuple[torch.Tensor, t
     T = max(map(len, rows))
     ids = torch.tensor([r + [0] * (T - len(r)) for r in rows])
     return ids, torch.tensor([[1] * len(r) + [0] * (T - len(r)) for r in rows])
-
-
-@torch.no_grad()
-def prefix_shares(bert: BertModel, ids: torch.Tensor, mask: torch.Tensor) -> list[float]:
-    """Per layer: the prefix's share of the attention mass, mean over real tokens, heads and examples."""
-    inputs = {}
-    hooks = [layer.register_forward_pre_hook(lambda m, args, i=i: inputs.__setitem__(i, args[0]))
-             for i, layer in enumerate(bert.encoder.layer)]
-    try:
-        bert(ids, mask)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    token_mask, prefix_kv, shares = mask.bool(), bert.prefix(), []
-    for i, layer in enumerate(bert.encoder.layer):
-        sa, x = layer.attention.self, inputs[i]
-        q, k = layer.split_heads(sa.query(x, token_mask)), layer.split_heads(sa.key(x))  # (B, h, T, d)
-        rho, tau = mass_shares(q, k, prefix_kv[i][0], token_mask[:, None, None, :])  # (B, h, T, 1)
-        g = layer.prefix_gate(x, token_mask)[..., None] if layer.prefix_gate is not None else 1.0
-        lam = g * rho / (g * rho + tau)
-        shares.append(lam[token_mask[:, None, :, None].expand_as(lam)].mean().item())
-    return shares
 
 
 def main(argv=None) -> None:

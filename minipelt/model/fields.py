@@ -6,6 +6,7 @@
 field as its command-line flag; the command line itself (training/options.py) is built from the
 same fields, so a new field is a new flag.
 """
+import math
 from dataclasses import MISSING, Field, field, fields
 
 
@@ -25,6 +26,8 @@ def problem(f: Field, value) -> str | None:
     m = f.metadata
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
+        return f"must be a finite number, got {value}"
     if m["choices"] is not None and value not in m["choices"]:
         return f"must be one of {', '.join(m['choices'])}, not {value!r}"
     if m["minimum"] is not None and value < m["minimum"]:

@@ -32,7 +32,8 @@ class TrainConfig:
     k: int | None = option(help="training examples per seed (100, 500, 1000), or 'full'", minimum=1, parse=parse_k)
     method: str = option("unipelt", f"{', '.join(METHODS)}, or a '+' combination of {', '.join(PARTS)}")
     model: str = option("bert-base-uncased", "a fetched name (minilm, bert-base-uncased) or a model directory")
-    seed: int = option(42, "data seed: the few-shot sample, initialisation, data order, dropout", minimum=0)
+    seed: int = option(42, "data seed: the few-shot sample, initialisation, data order, dropout", minimum=0,
+                       maximum=2**32 - 1)  # the epoch's data order is seeded with seed * 100_003 + epoch (< 2**64)
     lr: float | None = option(None, "AdamW learning rate (unset: the method's, see methods.METHODS)", minimum=0)
     prefix_lr: float | None = option(None, "the prefix MLP's rate (unset: the method's, else --lr)", minimum=0)
     epochs: int | None = option(None, "training epochs (unset: the method's)", minimum=1)
@@ -42,8 +43,10 @@ class TrainConfig:
                                  minimum=8)
     warmup_ratio: float = option(0.06, "share of the steps with a linear lr warm-up", minimum=0, maximum=1)
     weight_decay: float = option(0.0, "AdamW weight decay", minimum=0)
-    max_grad_norm: float = option(1.0, "gradient clipping norm", minimum=0)
+    max_grad_norm: float = option(1.0, "gradient clipping norm; 0: no clipping (as in Hugging Face)", minimum=0)
     eval_every: int | None = option(None, "steps between dev evaluations (unset: once an epoch)", minimum=1)
+    save_every: int = option(500, "steps between saves of the resumable state (it is also saved at every "
+                                  "epoch end)", minimum=1)
     patience: int = option(10, "early stopping: evaluations without improvement", minimum=1)
     dev_size: int = option(1000, "dev examples taken after the K train ones (1000 in the paper)", minimum=1)
     pooling: str | None = option(None, "head input (unset: the checkpoint's declared, else cls)", choices=POOLINGS)
