@@ -4,17 +4,16 @@ The model files compute what the papers write; this folder holds what makes that
 function hands its work to its kernel in its first lines (`if kernels.enabled(): ...`), so each
 kernel is found where it is used, and this table lists them all:
 
-    kernel                  replaces (minipelt/model/...)            how                      textbook / kernel
-    attention.attend        attention.attend                         CPU inference: fused SDPA, log Z for free   3.1-7.6x
-                                                                     CPU training: backward written out          1.5-2.0x
-                                                                     CUDA: fused SDPA (unmeasured: no GPU lent)
-    dropout.dropout16       F.dropout on the attention probabilities a quarter of the random draws           1.9-2.2x
-    prefix.attend_prefix    prefix.attend_prefix                     scores laid out (h, L, B T)             1.7-1.9x
-    prefix.mass_shares      mix_in_prefix's log Z step (CUDA only)   shares from one more fused call (CUDA: fused
-                                                                     attention gives no log Z)
-    linear.add_low_rank     lora.LoRALinear's y + s B (A x)          the GEMM adds into y (addmm_)           1.2x (gated,
-                                                                                                   inference; 1.0 training)
-    linear.mix              mix_in_prefix's (1 - lam) a + lam b      one lerp pass
+    kernel                replaces (in minipelt/model/)          how                               textbook / kernel
+    attention.attend      attention.attend                       CPU inference: fused SDPA + log Z  3.1-7.6x
+                                                                 CPU training: backward by hand     1.5-2.0x
+                                                                 CUDA: fused SDPA                   (no GPU lent)
+    dropout.dropout16     F.dropout on attention probabilities   a quarter of the random draws      1.9-2.2x
+    prefix.attend_prefix  prefix.attend_prefix                   scores laid out (h, L, B T)        1.7-1.9x
+    prefix.mass_shares    mix_in_prefix's log Z step, CUDA only  both mass shares from one SDPA     (no GPU lent)
+    linear.add_low_rank   lora.LoRALinear's y + s B (A x)        the GEMM adds into y (addmm_)      1.2x gated inference,
+                                                                                                    1.0x training
+    linear.mix            mix_in_prefix's (1 - lam) a + lam b    one lerp pass                      (in the mixture's)
 
 The ratios are one MiniLM layer's (h = 12, d = 32, H = 384) at 16 x 128 and 4 x 512 tokens, 1 thread
 (bench/results/textbook_minilm_cpu_kernels.md); the whole mixture is 1.9-2.1x in training and 3.2-7.0x in
