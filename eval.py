@@ -2,6 +2,7 @@
 
     python eval.py --checkpoint runs/stsb-k100-unipelt/seed42 --data-dir ../shared/data/glue
     python eval.py --checkpoint best.safetensors --model minilm --task rte --file mine.tsv --predict out.tsv
+    python eval.py --checkpoint runs/reviews_train-k100-lora/seed42 --text "The pizza was cold."
 
 A checkpoint holds only the trained parameters, with the method, head and pooling in its
 metadata; the frozen base weights come from --model. Given a run's output directory, its
@@ -9,22 +10,26 @@ results.json supplies the defaults for --model, --task, --data-dir, --max-seq-le
 --batch-size and --precision, so the run is evaluated exactly as train.py evaluated it: the printed test
 metrics equal those in results.json. Metrics go to stdout as JSON. --predict writes a tsv
 with one row per example: its index and the predicted class name (the score for STS-B). A
-file without a label column can only be predicted on.
+file without a label column can only be predicted on. A run on your own files (--train-file)
+reads --file with its recorded columns and labels. --text (and --text-pair) prints the
+prediction for one input, with its class probabilities and the gate values of each layer.
 """
 import argparse
 import dataclasses
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from minipelt import textbook
 from minipelt.training import runstate
 from minipelt.training.checkpoint import model_from_checkpoint, read_metadata
 from minipelt.training.config import TrainConfig
 from minipelt.training.device import resolve_device
-from minipelt.training.evaluation import predict, sequence_length
+from minipelt.training.evaluation import predict, predict_one, sequence_length
 from minipelt.data.fewshot import encode_split
-from minipelt.data.glue import Split, Task, get_task, load_split, read_tsv_split
+from minipelt.data.files import load_task_split, read_task_file, run_task
+from minipelt.data.glue import Split, Task, get_task
 from minipelt.model.methods import PeltConfig
 from minipelt.data.metrics import compute_metrics
 from minipelt.training.options import parser
@@ -51,7 +56,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), help="default: the run's, else fp32")
     p.add_argument("--textbook", action="store_true", help="run the model's textbook functions, no kernels "
                                                           "(the same metrics to rounding)")
-    return p.parse_args(argv)
+    p.add_argument("--text", help="predict this one input and print its gate values (instead of a test set)")
+    p.add_argument("--text-pair", help="the second text of a pair task's input, with --text")
+    args = p.parse_args(argv)
+    if args.text_pair is not None and args.text is None:
+        p.error("--text-pair needs --text (the first text of the pair)")
+    if args.text is not None and (args.file or args.predict):
+        p.error("--text predicts one input: drop --file and --predict, or drop --text")
+    return args
 
 
 def locate(checkpoint: str) -> tuple[Path, dict]:
@@ -60,7 +72,8 @@ def locate(checkpoint: str) -> tuple[Path, dict]:
     if not path.is_dir():
         return path, {}
     results_file = path / runstate.RESULTS_FILE
-    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    fix = "pass the checkpoint file itself with --model and --task"
+    results = runstate.read_results(results_file, fix) if results_file.is_file() else {}
     return path / runstate.BEST_FILE, results
 
 
@@ -79,11 +92,11 @@ def check_method(path: Path, meta: dict, results: dict) -> None:
 def splits_to_evaluate(args, task: Task, data_dir: str | None) -> dict[str, Split]:
     """{name: split} to evaluate: the --file, or every test set of the task that can be found."""
     if args.file:
-        return {args.file: read_tsv_split(args.file, task.name)}
+        return {args.file: read_task_file(args.file, task)}
     found = {}
     for name in task.test_files:
         try:
-            found[name] = load_split(task.name, name, data_dir)
+            found[name] = load_task_split(task, name, data_dir)
         except FileNotFoundError as e:
             print(f"skipping test set {name}: {e}", file=sys.stderr)
     if not found:
@@ -107,7 +120,10 @@ def evaluate(args) -> dict:
     if model_name is None or task_name is None:
         raise ValueError(f"pass --model and --task: {args.checkpoint} is not a run directory with a results.json "
                          f"that names them")
-    task = get_task(task_name)
+    if results and args.task is not None and get_task(args.task).name != results["task"]:
+        raise ValueError(f"{args.checkpoint} is a {results['task']} run, not {args.task}: drop --task to evaluate it "
+                         f"on {results['task']}, or pass its best.safetensors itself to score another task")
+    task = get_task(args.task) if args.task else run_task(SimpleNamespace(**options))  # GLUE's, or your files'
     check_method(path, meta, results)
     device = resolve_device(args.device)
     model = model_from_checkpoint(path, model_name, meta).to(device)
@@ -117,6 +133,10 @@ def evaluate(args) -> dict:
     tokenizer = Tokenizer.from_pretrained(resolve_model(model_name))
     max_length = sequence_length(args.max_seq_length or options["max_seq_length"], model)
     report = {"checkpoint": str(path), "model": str(model_name), "task": task.name}
+    if args.text is not None:
+        one = encode_split(Split([args.text], None if args.text_pair is None else [args.text_pair], None),
+                           tokenizer, max_length)
+        return {**report, **predict_one(model, one, task, device, args.precision or options["precision"])}
     for i, (name, split) in enumerate(splits_to_evaluate(args, task, args.data_dir or options["data_dir"]).items()):
         if len(split) == 0:
             raise ValueError(f"the {task.name} set {name!r} has no examples (a header only?): add rows or pass "

@@ -1,7 +1,8 @@
-"""Train a PELT method on a GLUE task in the paper's few-shot protocol.
+"""Train a PELT method on a GLUE task (or your own data) in the paper's few-shot protocol.
 
     python train.py --task stsb --k 500 --method unipelt --device cuda
     python train.py --task rte --k 100 --method lora --model minilm --data-dir ../shared/data/glue --seeds 1 2 3
+    python train.py --train-file examples/reviews.csv --test-file examples/reviews_test.csv --k 100 --model minilm
 
 Each seed writes results.json and best.safetensors into its own output directory; with
 several seeds the mean and std of the test metrics go to summary.json beside them.
@@ -32,12 +33,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_configs(args) -> list[TrainConfig]:
-    root = Path(args.output_dir or f"runs/{args.task}-k{'full' if args.k is None else args.k}-{args.method}")
+    data = args.task or Path(args.train_file or "").stem  # your own data: the train file's name
+    root = Path(args.output_dir or f"runs/{data}-k{'full' if args.k is None else args.k}-{args.method}")
     return [run_config(args, seed=seed, output_dir=str(root / f"seed{seed}")) for seed in args.seeds]
 
 
 def summarize(results: list[dict], path: Path) -> None:
-    """Mean and std over seeds of every test metric."""
+    """Mean and std over seeds of every test metric (none without a scored test set)."""
+    if not all("test" in r for r in results):
+        print(f"no summary.json: the test set was not scored in every seed's run (see the notes above)")
+        return
     summary = {"task": results[0]["task"], "method": results[0]["method"], "k": results[0]["k"],
                "seeds": [r["seed"] for r in results], "test": {}}
     for metric in results[0]["test"]:

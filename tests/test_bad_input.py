@@ -17,6 +17,8 @@ from tiny_glue import cli_error, eval_cli, run_args
 
 import train as train_cli
 from minipelt.training.checkpoint import load_trainable, model_from_checkpoint
+from minipelt.training import trainer
+from minipelt.training.distributed import Context
 from minipelt.training.trainer import train
 
 
@@ -115,7 +117,26 @@ def unwritable_output_dir(workspace, tmp_path):
                                                           "choose a writable --output-dir"]
 
 
-BAD_INPUTS = [missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
+def negative_dropout(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "attention_probs_dropout_prob": -0.1}))
+    return {"--model": model}, ["config.json: attention_probs_dropout_prob must be a probability in [0, 1), got -0.1"]
+
+
+def dropout_of_one(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 1.0}))
+    return {"--model": model}, ["hidden_dropout_prob must be a probability in [0, 1), got 1.0"]
+
+
+def zero_width_adapter(workspace, tmp_path):
+    return {"--method": "adapter --reduction-factor 10000"}, [
+        "--reduction-factor 10000 leaves the adapter no bottleneck units (hidden size 32)", "use at most 32"]
+
+
+BAD_INPUTS = [negative_dropout, dropout_of_one, zero_width_adapter, missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
               unknown_method, unknown_model, k_too_large, wrong_column_count, label_out_of_range,
               empty_text, unwritable_output_dir]
 
@@ -124,11 +145,13 @@ BAD_INPUTS = [missing_weights, pickle_weights, truncated_weights, not_safetensor
 def test_train_bad_input_names_problem_and_fix(workspace, tmp_path, bad_input):
     changes, expected = bad_input(workspace, tmp_path)
     args = run_args(workspace, tmp_path / "out")
-    for option, value in changes.items():  # replace the option's value in place
-        args[args.index(option) + 1] = str(value)
+    for option, value in changes.items():  # replace the option's value in place (a value may add options)
+        index = args.index(option)
+        args[index + 1: index + 2] = str(value).split(" ") if option == "--method" else [str(value)]
     message = cli_error(train_cli.main, args)
     for part in expected:
         assert part in message, (part, message)
+    assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize("bad_input", [unknown_task, unwritable_output_dir], ids=lambda f: f.__name__)
@@ -138,6 +161,68 @@ def test_train_process_prints_error_without_traceback(workspace, tmp_path, bad_i
     done = tiny_glue.run_script("train.py", *args)
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and expected[0] in done.stderr and "Traceback" not in done.stderr
+
+
+def finished_run(workspace, tmp_path) -> tuple[list, object]:
+    args = run_args(workspace, tmp_path / "out", "--epochs", "1")
+    train_cli.main(args)
+    return args, tmp_path / "out" / "seed1"
+
+
+def interrupted_run(workspace, tmp_path) -> tuple[list, object]:
+    """A run whose training finished but whose test set is a header only: its state is kept to resume."""
+    glue = shutil.copytree(workspace.glue, tmp_path / "glue")
+    tiny_glue.write_rows(glue / "RTE" / "dev.tsv", tiny_glue.HEADERS["rte"], [])
+    args = run_args(workspace, tmp_path / "out", "--epochs", "1", "--data-dir", glue)
+    cli_error(train_cli.main, args)
+    return args, tmp_path / "out" / "seed1"
+
+
+def damage(path, how: str) -> None:
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 2], "garbage": b"{not json"}[how])
+
+
+@pytest.mark.parametrize("file, how, expected", [
+    ("results.json", "garbage", "is damaged or not written by train.py (Expecting property name"),
+    ("results.json", "no options", 'is damaged or not written by train.py (no "options"'),
+    ("state.safetensors", "truncated", "is damaged or not written by train.py"),
+    ("best.safetensors", "truncated", "is damaged or not written by train.py"),
+])
+def test_a_damaged_run_file_is_named_before_anything_trains(workspace, tmp_path, capsys, file, how, expected):
+    """A finished run's results.json, or an interrupted run's state or best checkpoint (found on resume,
+    before the remaining epochs train): the error names the file and the fix; nothing else is touched."""
+    args, run_dir = (finished_run if file == "results.json" else interrupted_run)(workspace, tmp_path)
+    path = run_dir / file
+    if how == "no options":
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "options"}))
+    else:
+        damage(path, how)
+    files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    capsys.readouterr()
+    message = cli_error(train_cli.main, args)
+    assert str(path) in message and expected in message and "pass --overwrite to start this run over" in message
+    assert "step " not in capsys.readouterr().out  # no training step was taken
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == files
+
+
+def test_several_seeds_without_a_test_set_train_and_say_why_there_is_no_summary(workspace, tmp_path, capsys):
+    glue = shutil.copytree(workspace.glue, tmp_path / "glue")
+    (glue / "RTE" / "dev.tsv").unlink()  # GLUE's dev file is our test set
+    train_cli.main(run_args(workspace, tmp_path / "out", "--epochs", "1", "--seeds", "1", "2", "--data-dir", glue))
+    out = capsys.readouterr().out
+    assert "skipping test set test" in out and "no summary.json: the test set was not scored" in out
+    assert all((tmp_path / "out" / f"seed{seed}" / "results.json").exists() for seed in (1, 2))
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_under_torchrun_a_device_option_is_said_to_be_ignored(workspace, tmp_path, capsys):
+    run = tiny_glue.config(workspace.model, workspace.glue, tmp_path, device="cuda:3")
+    assert trainer.run_device(run, Context(0, 2, torch.device("cpu"))) == torch.device("cpu")
+    out = capsys.readouterr().out
+    assert "note: under torchrun each process takes its own device" in out and "--device cuda:3 is ignored" in out
+    trainer.run_device(dataclasses.replace(run, device="auto"), Context(0, 2, torch.device("cpu")))
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -167,7 +252,8 @@ def test_eval_bad_checkpoints_name_problem_and_fix(workspace, lora_run, tmp_path
     message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--model", tmp_path / "wider"])
     assert "was trained on a base model of another shape" in message and "load the base model" in message
 
-    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--task", "stsb"])
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run / "best.safetensors", "--model", workspace.model,
+                                        "--task", "stsb"])
     assert "has a head with 2 outputs, but stsb has 1" in message and "pass the --task it was trained on" in message
 
     message = cli_error(eval_cli.main, ["--checkpoint", lora_run / "best.safetensors", "--task", "rte"])
@@ -175,6 +261,17 @@ def test_eval_bad_checkpoints_name_problem_and_fix(workspace, lora_run, tmp_path
 
     message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--task", "wnli"])
     assert "unknown GLUE task 'wnli'" in message
+
+    # an RTE run on MRPC (both two classes): refused, not scored under the wrong name
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--task", "mrpc"])
+    assert "is a rte run, not mrpc: drop --task" in message
+
+
+def test_eval_names_a_damaged_results_json(lora_run, tmp_path):
+    run = shutil.copytree(lora_run, tmp_path / "run")
+    (run / "results.json").write_text("{truncated")
+    message = cli_error(eval_cli.main, ["--checkpoint", run])
+    assert f"{run / 'results.json'} is damaged" in message and "pass the checkpoint file itself" in message
 
 
 def test_checkpoint_of_another_method_is_refused(workspace, lora_run, tmp_path):

@@ -119,6 +119,23 @@ def test_each_rank_draws_its_own_dropout_masks_and_keeps_its_rng_for_resume(tmp_
     assert not torch.equal(state["rng.0.cpu"], state["rng.1.cpu"])
 
 
+def test_a_single_process_state_is_not_resumed_by_two_processes(tiny, tmp_path):
+    """Interrupted under `python train.py` (a header-only test file fails it after training, keeping its
+    state), then run again under torchrun with 2 processes: a clear error before any rank trains, the
+    state untouched (it used to fail on rank 1 with KeyError: 'rng.1.cpu' and a closed gloo connection)."""
+    glue = tiny_glue.write_task(tmp_path / "glue", "stsb")
+    tiny_glue.write_rows(glue / "STS-B" / "dev.tsv", tiny_glue.HEADERS["stsb"], [])
+    args = tiny_glue.cli_args(tiny.model, glue, tmp_path / "out", "--k", "40", "--epochs", "1")
+    single = tiny_glue.run_script("train.py", *args)
+    assert "cannot evaluate on an empty split" in single.stderr
+    state = tmp_path / "out" / "seed1" / runstate.STATE_FILE
+    before = state.read_bytes()
+    message = "was written by a run with 1 process(es), this one has 2: resume it with 1 (python train.py)"
+    result = torchrun(args, ends_with=message)
+    assert result.returncode != 0 and "step " not in result.stdout
+    assert state.read_bytes() == before
+
+
 def test_a_rank_takes_its_contiguous_slice_of_the_global_batch():
     batch = {"input_ids": torch.arange(14).reshape(7, 2), "labels": torch.arange(7)}
     slices = [Context(rank, 3).shard(batch) for rank in range(3)]

@@ -69,6 +69,39 @@ def test_a_config_built_in_code_refuses_an_impossible_value_naming_the_option(cl
         cls(**{**required, f.name: impossible(f)})
 
 
+FLOATS = [(cls, f) for cls, f in CATALOGUE if value_type(f) is float]
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize("cls, f", FLOATS, ids=[f.name for _, f in FLOATS])
+def test_every_float_option_refuses_nan_and_infinity(cls, f, bad, capsys):
+    """NaN passes every range comparison (nan < 0 is False): --lr inf trained into NaN weights."""
+    with pytest.raises(SystemExit):
+        train_cli.parse_args([*REQUIRED, f"{flag(f.name)}={bad}"])
+    assert f"argument {flag(f.name)}: must be a finite number, got {float(bad)}" in capsys.readouterr().err
+    required = dict(task="stsb", k=10) if cls is TrainConfig else {}
+    with pytest.raises(ValueError, match=f"{flag(f.name)} must be a finite number"):
+        cls(**{**required, f.name: float(bad)})
+
+
+def test_float_options_are_all_checked():
+    assert {"lr", "prefix_lr", "warmup_ratio", "weight_decay", "max_grad_norm", "lora_alpha"} <= {
+        f.name for _, f in FLOATS}
+
+
+def test_a_seed_too_large_for_the_data_order_generator_is_refused(capsys):
+    """The epoch's order is seeded with seed * 100_003 + epoch, which must stay below 2**64."""
+    with pytest.raises(SystemExit):
+        train_cli.parse_args([*REQUIRED, "--seeds", "1", str(2 * 10**14)])
+    assert "argument --seeds/--seed: must be at most 4294967295" in capsys.readouterr().err
+    assert train_cli.parse_args([*REQUIRED, "--seeds", str(2**32 - 1)]).seeds == [2**32 - 1]
+
+
+def test_max_grad_norm_0_is_documented_as_no_clipping():
+    help_text = next(f for f in fields(TrainConfig) if f.name == "max_grad_norm").metadata["help"]
+    assert "0: no clipping" in help_text
+
+
 @pytest.mark.parametrize("option, bad", [("--batch-size", "0"), ("--max-seq-length", "2")])
 def test_eval_refuses_impossible_values(option, bad, capsys):
     with pytest.raises(SystemExit):

@@ -30,7 +30,7 @@ from pathlib import Path
 from bench.grid import paper, report
 from bench.grid.paper import k_label, k_order, method_order
 from minipelt.training.checkpoint import atomic_write
-from minipelt.training.config import TrainConfig, add_run_options, parse_k, run_config
+from minipelt.training.config import OWN_DATA, TrainConfig, add_run_options, parse_k, run_config
 from minipelt.data.glue import get_task
 from minipelt.model.methods import METHODS, get_method
 from minipelt.training.options import parser
@@ -117,7 +117,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--record-dir", type=Path, default=RECORD_DIR,
                    help="finished cells' results, to commit; --aggregate reads them (default: bench/results/grid)")
     p.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="tables and plots (default: bench/results)")
-    add_run_options(p, skip=("task", "k", "method", "seed", "output_dir"),
+    add_run_options(p, skip=("task", "k", "method", "seed", "output_dir", "train_file", *OWN_DATA),  # GLUE only
                     title="training options, as in train.py (the same for every run)")
     return p.parse_args(argv)
 

@@ -9,7 +9,7 @@ minima over the rounds and the median of the per-round ratios (bench/speed/measu
   backward, AdamW; train mode, so dropout on) and a deployed no-grad forward (speed.deploy);
 - each kernel alone at one layer of the model's shape (h heads of d, L = 10, r = 8, dropout 0.1).
 A round runs every call once on each path in turn, so a change in the machine's load hits both.
-Results: bench/results/textbook_<model>_<device>[_bf16].md and .json.
+Results: bench/results/textbook_<model>_<device>[_bf16][_<parts>].md and .json.
 """
 import argparse
 import datetime
@@ -20,10 +20,11 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from bench.speed.measure import cpu_name, make_train_step, paired_ratio, parse_shape, time_rounds
 from bench.speed.speed import RESULTS_DIR, ROOT, build_model, deploy, make_batch
-from minipelt import textbook
+from minipelt import kernels, textbook
 from minipelt.model.attention import attend
 from minipelt.model.lora import LoRALinear
 from minipelt.model.prefix import attend_prefix, mix_in_prefix
@@ -70,9 +71,12 @@ def kernel_calls(shape: str, config, device) -> dict:
     p_k, p_v = torch.randn(2, h, 10, d, generator=g, device=device)
     mask = torch.ones(B, 1, 1, T, dtype=torch.bool, device=device)
     gate = torch.full((B, 1, 1, 1), 0.5, device=device, requires_grad=True)
-    lora = LoRALinear(H, H, r=8).to(device)
-    torch.nn.init.normal_(lora.lora_B)
+    lora, gated_lora = LoRALinear(H, H, r=8).to(device), LoRALinear(H, H, r=8, gated=True).to(device)
+    for m in (lora, gated_lora):
+        torch.nn.init.normal_(m.lora_B)
     x = torch.randn(B, T, H, generator=g, device=device, requires_grad=True)
+    tokens = torch.ones(B, T, dtype=torch.bool, device=device)
+    probs = torch.rand(B, h, T, T, generator=g, device=device)
 
     def backward(out):
         out = out[0] if isinstance(out, tuple) else out
@@ -85,6 +89,9 @@ def kernel_calls(shape: str, config, device) -> dict:
         "gated prefix mixture, training": lambda: backward(mix_in_prefix(q, k, v, mask, p_k, p_v, gate, 0.1)),
         "gated prefix mixture, inference": torch.no_grad()(lambda: mix_in_prefix(q, k, v, mask, p_k, p_v, gate, 0.0)),
         "LoRA projection, training": lambda: backward(lora(x)),
+        "gated LoRA projection, inference": torch.no_grad()(lambda: gated_lora(x, tokens)),
+        "attention dropout alone (F.dropout / dropout16)": lambda: (
+            kernels.dropout16(probs, 0.1) if kernels.enabled() else F.dropout(probs, 0.1)),
     }
 
 
@@ -118,7 +125,7 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--no-kernels-alone", action="store_true", help="skip the per-kernel table")
+    parser.add_argument("--parts", default="models,kernels", help="models (whole models), kernels (each alone), or both")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     parser.add_argument("--note", default="")
     args = parser.parse_args(argv)
@@ -126,8 +133,10 @@ def main(argv=None) -> None:
     device = torch.device(args.device)
     tables, raw = {}, {}
     for shape in args.shapes.split(","):
-        parts = {"models": model_calls(args, shape, device)}
-        if not args.no_kernels_alone:
+        parts = {}
+        if "models" in args.parts:
+            parts["models"] = model_calls(args, shape, device)
+        if "kernels" in args.parts:
             parts["each kernel alone"] = kernel_calls(shape, build_model(args.model, "finetune", device).bert.config,
                                                       device)
         for part, calls in parts.items():
@@ -140,7 +149,8 @@ def main(argv=None) -> None:
                date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), hardware=cpu_name(),
                torch=torch.__version__)
     name = Path(args.model).name if Path(args.model).is_dir() else args.model
-    stem = Path(args.out_dir) / f"textbook_{name}_{device.type}{'_bf16' if args.precision == 'bf16' else ''}"
+    only = "" if set(args.parts.split(",")) == {"models", "kernels"} else "_" + args.parts
+    stem = Path(args.out_dir) / f"textbook_{name}_{device.type}{'_bf16' if args.precision == 'bf16' else ''}{only}"
     stem.with_suffix(".json").write_text(json.dumps(dict(env=env, cpu_seconds=raw), indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(env, tables))
     print(f"wrote {stem}.md and .json")

@@ -34,10 +34,11 @@ def few_shot_indices(n: int, k: int | None, seed: int, dev_size: int = 1000) -> 
     return order[:k], order[k:k + dev_size]
 
 
-def few_shot(train, k: int | None, seed: int, dev_size: int = 1000):
-    """Split a training set (a glue.Split or an EncodedSplit) into the seed's few-shot train and dev sets."""
-    train_idx, dev_idx = few_shot_indices(len(train), k, seed, dev_size)
-    return train.select(train_idx), train.select(dev_idx)
+def few_shot(train, k: int | None, seed: int, dev_size: int = 1000, dev=None):
+    """Split a training set (a glue.Split or an EncodedSplit) into the seed's few-shot train and dev sets.
+    With a given `dev` set (your own --dev-file), the K train examples are drawn alone and `dev` is kept whole."""
+    train_idx, dev_idx = few_shot_indices(len(train), k, seed, 0 if dev is not None else dev_size)
+    return train.select(train_idx), dev if dev is not None else train.select(dev_idx)
 
 
 ENCODED_KEYS = ("input_ids", "token_type_ids", "attention_mask")

@@ -4,20 +4,20 @@ The model files compute what the papers write; this folder holds what makes that
 function hands its work to its kernel in its first lines (`if kernels.enabled(): ...`), so each
 kernel is found where it is used, and this table lists them all:
 
-    kernel                        replaces (minipelt/model/...)              what it buys (measured; docs/benchmarks.md)
-    attention.attend              attention.attend                           CPU inference: the fused SDPA kernel, with log Z
-                                                                             for free; CPU training: the backward written out
-                                                                             (keeps P, not autograd's graph); CUDA: fused SDPA
-    dropout.dropout16             F.dropout on attention probabilities      a quarter of the random draws (the largest single
-                                                                             cost of a CPU train step at length 512)
-    prefix.attend_prefix          prefix.attend_prefix                       the T x L prefix scores laid out (h, L, B T): one
-                                                                             wide GEMM per head instead of rows of L = 10
-    prefix.mass_shares            prefix.mix_in_prefix's logsumexp step      CUDA, where fused attention gives no log Z: the
-                                                                             token and prefix mass shares from one fused call
-    linear.add_low_rank           lora.LoRALinear's  y + s B (A x)           the low-rank product added into y by the GEMM
-                                                                             (addmm_): no (B, T, H) temporaries
-    linear.add_gated              adapter.Adapter's  residual + G h_A        one pass (addcmul)
-    linear.mix                    prefix.mix_in_prefix's (1 - lam) a + lam b one pass (lerp)
+    kernel                replaces (in minipelt/model/)          how                               textbook / kernel
+    attention.attend      attention.attend                       CPU inference: fused SDPA + log Z  3.1-7.6x
+                                                                 CPU training: backward by hand     1.5-2.0x
+                                                                 CUDA: fused SDPA                   (no GPU lent)
+    dropout.dropout16     F.dropout on attention probabilities   a quarter of the random draws      1.9-2.2x
+    prefix.attend_prefix  prefix.attend_prefix                   scores laid out (h, L, B T)        1.7-1.9x
+    prefix.mass_shares    mix_in_prefix's log Z step, CUDA only  both mass shares from one SDPA     (no GPU lent)
+    linear.add_low_rank   lora.LoRALinear's y + s B (A x)        the GEMM adds into y (addmm_)      1.2x gated inference,
+                                                                                                    1.0x training
+    linear.mix            mix_in_prefix's (1 - lam) a + lam b    one lerp pass                      (in the mixture's)
+
+The ratios are one MiniLM layer's (h = 12, d = 32, H = 384) at 16 x 128 and 4 x 512 tokens, 1 thread
+(bench/results/textbook_minilm_cpu_kernels.md); the whole mixture is 1.9-2.1x in training and 3.2-7.0x in
+inference; whole models, docs/benchmarks.md.
 
 Kernels are on by default. `with minipelt.textbook(): ...` (or train.py / eval.py --textbook) turns
 all of them off, for reading, debugging and testing: the model then runs exactly the code a reader
@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 from minipelt.kernels.attention import attend
 from minipelt.kernels.dropout import dropout16
-from minipelt.kernels.linear import add_gated, add_low_rank, mix
+from minipelt.kernels.linear import add_low_rank, mix
 from minipelt.kernels.prefix import attend_prefix, mass_shares
 
 _enabled = True
@@ -51,5 +51,5 @@ def textbook(on: bool = True):
         _enabled = saved
 
 
-__all__ = ["enabled", "textbook", "attend", "dropout16", "add_gated", "add_low_rank", "mix", "attend_prefix",
+__all__ = ["enabled", "textbook", "attend", "dropout16", "add_low_rank", "mix", "attend_prefix",
            "mass_shares"]

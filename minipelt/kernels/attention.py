@@ -15,7 +15,11 @@ No public PyTorch op returns log Z, which the gated prefix needs, so where it is
   takes the mass shares from one more fused call instead (prefix.mass_shares).
 
 As in the textbook, a query with no key to attend (an example that is all padding) gets the zero
-vector and log Z = -inf: the attention over an empty set. Measured gains: docs/benchmarks.md.
+vector and log Z = -inf: the attention over an empty set.
+
+Measured against the textbook attend, one MiniLM layer (12 heads of 32), 1 thread: inference with
+log Z 3.1x faster at 16 x 128 and 7.6x at 4 x 512; training (forward and backward, dropout 0.1,
+log Z) 1.5x and 2.0x, of which dropout16 is part (bench/results/textbook_minilm_cpu_kernels.md).
 """
 import warnings
 

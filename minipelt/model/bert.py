@@ -53,6 +53,9 @@ class BertConfig:
             raise ValueError(f"{path}: hidden_act {raw['hidden_act']!r} is not supported (exact gelu only)")
         if raw.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{path}: only absolute position embeddings are supported")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+            if name in raw and not 0 <= raw[name] < 1:  # NaN fails this too
+                raise ValueError(f"{path}: {name} must be a probability in [0, 1), got {raw[name]}")
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
 
@@ -152,6 +155,9 @@ class BertLayer(nn.Module):
 class BertModel(nn.Module):
     def __init__(self, config: BertConfig, pelt: PeltConfig = PeltConfig()):
         super().__init__()
+        if pelt.adapter and pelt.reduction_factor > config.hidden_size:
+            raise ValueError(f"--reduction-factor {pelt.reduction_factor} leaves the adapter no bottleneck units "
+                             f"(hidden size {config.hidden_size}): use at most {config.hidden_size}")
         self.config, self.pelt = config, pelt
         c = config
         self.embeddings = BertEmbeddings(c)

@@ -6,13 +6,15 @@
 field as its command-line flag; the command line itself (training/options.py) is built from the
 same fields, so a new field is a new flag.
 """
+import math
 from dataclasses import MISSING, Field, field, fields
 
 
-def option(default=MISSING, help: str = "", minimum=None, maximum=None, choices=None, parse=None):
-    """A dataclass field that is a run option; `parse` reads its command-line text (default: its type)."""
+def option(default=MISSING, help: str = "", minimum=None, maximum=None, choices=None, parse=None, nargs=None):
+    """A dataclass field that is a run option; `parse` reads its command-line text (default: its type);
+    `nargs` ("+") makes it a list of values, each read by `parse`."""
     return field(default=default, metadata=dict(help=help, minimum=minimum, maximum=maximum, choices=choices,
-                                                parse=parse))
+                                                parse=parse, nargs=nargs))
 
 
 def flag(name: str) -> str:
@@ -24,6 +26,8 @@ def problem(f: Field, value) -> str | None:
     m = f.metadata
     if value is None:
         return None
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
+        return f"must be a finite number, got {value}"
     if m["choices"] is not None and value not in m["choices"]:
         return f"must be one of {', '.join(m['choices'])}, not {value!r}"
     if m["minimum"] is not None and value < m["minimum"]:

@@ -1,5 +1,6 @@
 """Evaluation: a model's predictions on a split, their metrics, its mean gate values and (methods with a
-prefix) the prefix's share of the attention mass; for the training loop (dev and test sets) and eval.py."""
+prefix) the prefix's share of the attention mass; for the training loop (dev and test sets) and eval.py
+(a checkpoint, or one input: `predict_one`)."""
 from contextlib import nullcontext
 
 import numpy as np
@@ -55,3 +56,25 @@ def evaluate(model: SequenceClassifier, encoded: EncodedSplit, task: Task, batch
     """The task's metrics on a labelled split, the mean gate values and the prefix's attention share."""
     predictions, gates, shares = predict(model, encoded, batch_size, device, precision)
     return compute_metrics(task.metrics, predictions, encoded.labels), gates, shares
+
+
+@torch.no_grad()
+def predict_one(model: SequenceClassifier, encoded: EncodedSplit, task: Task, device: torch.device,
+                precision: str = "fp32") -> dict:
+    """One input's prediction: its label and class probabilities (its score for regression), and for a
+    gated method its gate values, {layer: {kind: G}} (BertModel.gate_values())."""
+    if len(encoded) != 1:
+        raise ValueError(f"predict_one takes one example, got {len(encoded)}")
+    model.eval()
+    batch = {k: v.to(device) for k, v in next(batches(encoded, 1, shuffle=False)).items()}
+    with autocast(device, precision):
+        logits = model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).float()[0]
+    if task.is_regression:
+        out = {"score": round(float(logits), 6)}
+    else:
+        probabilities = logits.softmax(-1)
+        out = {"label": task.label_names[int(probabilities.argmax())],
+               "probabilities": {name: round(float(p), 6) for name, p in zip(task.label_names, probabilities)}}
+    gates = {str(layer): {kind: round(float(value[0]), 6) for kind, value in kinds.items()}
+             for layer, kinds in model.bert.gate_values().items()}
+    return {**out, **({"gates": gates} if gates else {})}

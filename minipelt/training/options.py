@@ -43,5 +43,6 @@ def add_arguments(parser_or_group, config_class, skip=(), unset_by_default: bool
         help = f.metadata["help"] + ("" if shown is None else f" (default: {shown})")
         default = None if unset_by_default or f.default is MISSING else f.default
         kind = dict(action=argparse.BooleanOptionalAction) if value_type(f) is bool else dict(
-            type=parser(config_class, f.name), required=f.default is MISSING, choices=f.metadata["choices"])
+            type=parser(config_class, f.name), required=f.default is MISSING, choices=f.metadata["choices"],
+            nargs=f.metadata.get("nargs"))
         parser_or_group.add_argument(flag(f.name), default=default, help=help, **kind)

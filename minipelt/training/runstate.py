@@ -3,9 +3,10 @@
 In a run's output directory:
     results.json        written once, at the end (atomic)
     best.safetensors    trainable parameters of the best dev evaluation so far (atomic)
-    state.safetensors   everything needed to resume, rewritten after every epoch (atomic):
-                        trainable parameters, AdamW moments, scheduler, fp16 gradient scaler,
-                        every process's RNG (its dropout masks), counters, options
+    state.safetensors   everything needed to resume, rewritten every --save-every steps and after
+                        every epoch (atomic): trainable parameters, AdamW moments, scheduler, fp16
+                        gradient scaler, every process's RNG (its dropout masks), the number of
+                        processes, counters, the dev evaluations' history, options
 
 Re-running the same command resumes from state.safetensors; a finished run is not redone; a
 run with other options in the directory is refused unless --overwrite. No pickle: tensors go
@@ -18,12 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from minipelt.training.checkpoint import atomic_write
 
 RESULTS_FILE, BEST_FILE, STATE_FILE = "results.json", "best.safetensors", "state.safetensors"
-NOT_COMPARED = ("device", "output_dir")  # options that may change between a run and its resume
+NOT_COMPARED = ("device", "output_dir", "save_every")  # options that may change between a run and its resume
 
 
 @dataclass
@@ -70,29 +72,63 @@ def history_entry(step: int, dev: dict, gates: dict, prefix_share: list | None) 
                       "prefix_share": prefix_share})
 
 
+TRAIN_FIX = "pass --overwrite to start this run over, or use another --output-dir"
+
+
+def damaged(path: Path, error: Exception | str, fix: str = TRAIN_FIX) -> ValueError:
+    return ValueError(f"{path} is damaged or not written by train.py ({error}): {fix}")
+
+
+def read_results(path: Path, fix: str = TRAIN_FIX) -> dict:
+    """A finished run's results.json; refused, naming the file, if it is not one."""
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise damaged(path, e, fix) from e
+    if not isinstance(results, dict) or not {"options", "task", "method"} <= results.keys():
+        raise damaged(path, 'no "options", "task" or "method"', fix)
+    return results
+
+
+def state_metadata(path: Path) -> dict[str, str]:
+    """The JSON metadata of a resume state; refused, naming the file, if it is truncated or damaged."""
+    try:
+        with safe_open(str(path), "pt") as f:
+            return f.metadata()
+    except (SafetensorError, OSError) as e:
+        raise damaged(path, e) from e
+
+
 def previous_options(out: Path) -> dict | None:
     """The options of the run already in `out` (finished or interrupted), if any."""
     if (out / RESULTS_FILE).exists():
-        return json.loads((out / RESULTS_FILE).read_text())["options"]
+        return read_results(out / RESULTS_FILE)["options"]
     if (out / STATE_FILE).exists():
-        with safe_open(str(out / STATE_FILE), "pt") as f:
-            return json.loads(f.metadata()["run"])
+        return json.loads(state_metadata(out / STATE_FILE)["run"])
     return None
 
 
-def prepare_output_dir(out: Path, run, overwrite: bool) -> dict | None:
-    """Make `out` ready for `run`; returns the results if this very run already finished there."""
+def previous_run(out: Path, run, overwrite: bool) -> dict | None:
+    """Check what `out` holds against `run`, touching nothing; returns the results if this very run
+    already finished there (and not `overwrite`)."""
     previous = previous_options(out)
-    if previous is not None and overwrite:
+    if previous is None or overwrite:
+        return None
+    options = dataclasses.asdict(run)
+    # An option newer than the recorded run is compared as its default: the behaviour the run had.
+    defaults = {f.name: f.default for f in dataclasses.fields(run)}
+    if changed := sorted(k for k in options if k not in NOT_COMPARED and previous.get(k, defaults[k]) != options[k]):
+        raise FileExistsError(f"{out} holds a run with other options ({', '.join(changed)}): use another "
+                              f"--output-dir, or --overwrite to replace it")
+    return read_results(out / RESULTS_FILE) if (out / RESULTS_FILE).exists() else None
+
+
+def start_output_dir(out: Path, overwrite: bool) -> None:
+    """Make `out` ready for the run about to start: with `overwrite` the run it held goes now, once
+    every check of the new one has passed, not before."""
+    if overwrite:
         for name in (RESULTS_FILE, BEST_FILE, STATE_FILE):
             (out / name).unlink(missing_ok=True)
-    elif previous is not None:
-        options = dataclasses.asdict(run)
-        if changed := sorted(k for k in options if k not in NOT_COMPARED and previous.get(k) != options[k]):
-            raise FileExistsError(f"{out} holds a run with other options ({', '.join(changed)}): use another "
-                                  f"--output-dir, or --overwrite to replace it")
-        if (out / RESULTS_FILE).exists():
-            return json.loads((out / RESULTS_FILE).read_text())
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
@@ -101,7 +137,6 @@ def prepare_output_dir(out: Path, run, overwrite: bool) -> dict | None:
     except OSError as e:
         raise PermissionError(f"cannot write to the output directory {out} ({e}): choose a writable "
                               f"--output-dir") from e
-    return None
 
 
 def rng_state() -> dict[str, torch.Tensor]:
@@ -127,16 +162,34 @@ def save(out: Path, run, state: RunState, model, optimizer, scheduler, scaler, r
         "scheduler": json.dumps(scheduler.state_dict()),
         "scaler": json.dumps(scaler.state_dict()),  # {} unless fp16
         "run": json.dumps(dataclasses.asdict(run)),
+        "world_size": str(len(rng_states)),
     }
     atomic_write(out / STATE_FILE, lambda tmp: save_file(tensors, str(tmp), metadata))
 
 
-def load(out: Path, model, optimizer, scheduler, scaler, rank: int = 0) -> RunState:
-    """Restore what save() wrote; `rank`: whose random number generators this process takes."""
+def saved_world_size(metadata: dict[str, str], tensors: dict[str, torch.Tensor]) -> int:
+    """The number of processes that wrote a state (before it was recorded: one per saved generator)."""
+    if "world_size" in metadata:
+        return int(metadata["world_size"])
+    return max(1, sum(1 for key in tensors if key.startswith("rng.") and key.endswith(".cpu") and key != "rng.cpu"))
+
+
+def load(out: Path, model, optimizer, scheduler, scaler, rank: int = 0, world_size: int = 1) -> RunState:
+    """Restore what save() wrote; `rank`: whose random number generators this process takes.
+
+    Only under the number of processes that wrote it: each rank's dropout masks continue from its own
+    generator, and another split of the batches would not be the interrupted run's path."""
     path = out / STATE_FILE
-    tensors = load_file(str(path))
-    with safe_open(str(path), "pt") as f:
-        metadata = f.metadata()
+    metadata = state_metadata(path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise damaged(path, e) from e
+    if (saved := saved_world_size(metadata, tensors)) != world_size:
+        raise ValueError(f"{path} was written by a run with {saved} process(es), this one has {world_size}: "
+                         f"resume it with {saved} (" + ("python train.py" if saved == 1 else
+                                                         f"torchrun --nproc_per_node {saved}")
+                         + "), or pass --overwrite to start over")
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.requires_grad:
