@@ -22,18 +22,18 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from minipelt import textbook
+from minipelt.data.fewshot import encode_split
+from minipelt.data.files import load_task_split, read_task_file, run_task
+from minipelt.data.glue import Split, Task, get_task
+from minipelt.data.metrics import compute_metrics
+from minipelt.data.tokenizer import Tokenizer
+from minipelt.model.methods import PeltConfig
 from minipelt.training import runstate
 from minipelt.training.checkpoint import model_from_checkpoint, read_metadata
 from minipelt.training.config import TrainConfig
 from minipelt.training.device import resolve_device
 from minipelt.training.evaluation import predict, predict_one, sequence_length
-from minipelt.data.fewshot import encode_split
-from minipelt.data.files import load_task_split, read_task_file, run_task
-from minipelt.data.glue import Split, Task, get_task
-from minipelt.model.methods import PeltConfig
-from minipelt.data.metrics import compute_metrics
 from minipelt.training.options import parser
-from minipelt.data.tokenizer import Tokenizer
 from minipelt.weights import resolve_model
 
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

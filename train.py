@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from minipelt.model.methods import METHODS
 from minipelt.training import distributed
 from minipelt.training.config import TrainConfig, add_run_options, run_config
-from minipelt.model.methods import METHODS
 from minipelt.training.options import parser
 from minipelt.training.trainer import train
 

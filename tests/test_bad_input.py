@@ -16,8 +16,8 @@ from conftest import TINY, write_tiny_bert
 from tiny_glue import cli_error, eval_cli, run_args
 
 import train as train_cli
-from minipelt.training.checkpoint import load_trainable, model_from_checkpoint
 from minipelt.training import trainer
+from minipelt.training.checkpoint import load_trainable, model_from_checkpoint
 from minipelt.training.distributed import Context
 from minipelt.training.trainer import train
 

@@ -5,10 +5,10 @@ import json
 import os
 
 import huggingface_hub
-from huggingface_hub.errors import LocalEntryNotFoundError
 import pytest
 import torch
 from conftest import TINY, write_tiny_bert
+from huggingface_hub.errors import LocalEntryNotFoundError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file

@@ -11,7 +11,6 @@ from minipelt.data import fewshot
 from minipelt.data.fewshot import EncodedSplit, batches, encode_split, few_shot, few_shot_indices, num_batches
 from minipelt.data.glue import Split
 
-
 # ---------------------------------------------------------------- the few-shot protocol
 
 

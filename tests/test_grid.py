@@ -16,6 +16,7 @@ import pytest
 from bench.grid import baselines, grid, paper, plots, report
 from minipelt.data.glue import get_task
 
+
 def grid_args(workspace, *extra: str) -> list[str]:
     return ["--tasks", "stsb", "--ks", "16", "--methods", "lora", "unipelt", "--seeds", "1", "2",
             "--model", str(workspace.model), "--data-dir", str(workspace.glue), "--device", "cpu", "--epochs", "1",

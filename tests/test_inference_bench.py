@@ -2,8 +2,9 @@
 import dataclasses
 import json
 
-from bench.speed import inference
 from conftest import TINY, write_tiny_bert
+
+from bench.speed import inference
 
 
 def test_every_method_is_deployed_and_timed_against_plain_bert(tmp_path):

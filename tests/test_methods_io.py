@@ -5,10 +5,10 @@ from conftest import TINY, write_tiny_bert
 from safetensors.torch import save_file
 
 from minipelt.model.bert import BertConfig, BertModel
-from minipelt.training.checkpoint import load_trainable, model_from_checkpoint, save_trainable
 from minipelt.model.classifier import SequenceClassifier
 from minipelt.model.lora import LoRALinear
 from minipelt.model.methods import PeltConfig, is_trainable
+from minipelt.training.checkpoint import load_trainable, model_from_checkpoint, save_trainable
 
 NUM_LABELS = 3
 

@@ -11,9 +11,9 @@ import pytest
 
 import train as train_cli
 from bench.grid import grid
-from minipelt.training.config import TrainConfig
-from minipelt.model.methods import PeltConfig
 from minipelt.model.fields import flag
+from minipelt.model.methods import PeltConfig
+from minipelt.training.config import TrainConfig
 from minipelt.training.options import value_type
 
 eval_cli = importlib.import_module("eval")  # a plain `import eval` would shadow the builtin

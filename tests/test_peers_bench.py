@@ -2,9 +2,10 @@
 import argparse
 import dataclasses
 
+from conftest import TINY, write_tiny_bert
+
 from bench.speed import peer_cell
 from bench.speed.peers_report import markdown, summarise
-from conftest import TINY, write_tiny_bert
 
 
 def test_a_minipelt_cell_times_the_deployed_model_against_the_base_in_the_same_rounds(tmp_path):

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from minipelt.training.config import TrainConfig
-from minipelt.training.evaluation import evaluate
 from minipelt.data.fewshot import encode_split
 from minipelt.data.glue import get_task, load_split
+from minipelt.training.config import TrainConfig
+from minipelt.training.evaluation import evaluate
 from minipelt.training.trainer import build_model, train
 
 GLUE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "glue"

@@ -21,12 +21,12 @@ from safetensors.torch import load_file
 from tiny_glue import cli_error, eval_cli, results, run_args
 
 import train as train_cli
-from minipelt.training import runstate, trainer
-from minipelt.model.bert import BertModel
-from minipelt.training.checkpoint import model_from_checkpoint
-from minipelt.model.classifier import SequenceClassifier
-from minipelt.training.evaluation import predict
 from minipelt.data.fewshot import EncodedSplit
+from minipelt.model.bert import BertModel
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.training import runstate, trainer
+from minipelt.training.checkpoint import model_from_checkpoint
+from minipelt.training.evaluation import predict
 from minipelt.training.trainer import train
 
 # K=60 in batches of 2: 30 steps an epoch, long enough for a kill to land inside one. With this lr the

@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import TINY
 
-from minipelt.training import runstate
 from minipelt.model.bert import BertModel
 from minipelt.model.classifier import SequenceClassifier
-from minipelt.training.config import TrainConfig
 from minipelt.model.methods import PeltConfig, mark_trainable
+from minipelt.training import runstate
+from minipelt.training.config import TrainConfig
 
 
 def training_objects(scaler_scale: float):

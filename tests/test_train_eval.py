@@ -19,9 +19,9 @@ from safetensors.torch import load_file
 
 import train as train_cli
 from minipelt.data.glue import get_task, load_split
+from minipelt.data.metrics import compute_metrics
 from minipelt.model.bert import BertModel
 from minipelt.model.classifier import SequenceClassifier
-from minipelt.data.metrics import compute_metrics
 from minipelt.training.trainer import train
 
 eval_cli = importlib.import_module("eval")  # a plain `import eval` would shadow the builtin

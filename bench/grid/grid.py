@@ -29,10 +29,10 @@ from pathlib import Path
 
 from bench.grid import paper, report
 from bench.grid.paper import k_label, k_order, method_order
-from minipelt.training.checkpoint import atomic_write
-from minipelt.training.config import OWN_DATA, TrainConfig, add_run_options, parse_k, run_config
 from minipelt.data.glue import get_task
 from minipelt.model.methods import METHODS, get_method
+from minipelt.training.checkpoint import atomic_write
+from minipelt.training.config import OWN_DATA, TrainConfig, add_run_options, parse_k, run_config
 from minipelt.training.options import parser
 from minipelt.training.trainer import train
 

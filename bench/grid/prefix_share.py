@@ -14,13 +14,13 @@ from pathlib import Path
 import torch
 
 from bench.grid.report import markdown_table
+from minipelt.data.glue import load_split
+from minipelt.data.tokenizer import Tokenizer
 from minipelt.model.bert import BertModel
+from minipelt.model.methods import PeltConfig
 from minipelt.training.checkpoint import model_from_checkpoint
 from minipelt.training.prefix_share import prefix_shares
 from minipelt.training.runstate import BEST_FILE
-from minipelt.data.glue import load_split
-from minipelt.model.methods import PeltConfig
-from minipelt.data.tokenizer import Tokenizer
 from minipelt.weights import resolve_model
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"

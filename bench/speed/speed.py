@@ -54,10 +54,10 @@ from bench.speed.measure import add_output_options, check_args, cpu_name, infere
 from bench.speed.speed_report import human, markdown, summarise
 from minipelt.model.bert import BertConfig, BertModel
 from minipelt.model.classifier import SequenceClassifier
-from minipelt.training.device import autocast
 from minipelt.model.lora import LoRALinear
 from minipelt.model.methods import METHODS, PeltConfig, mark_trainable
 from minipelt.summary import KINDS, count_trainable
+from minipelt.training.device import autocast
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository root
 BERT_BASE_CONFIG = ROOT.parent / "shared" / "configs" / "bert-base-uncased.json"

@@ -9,6 +9,7 @@ model upstream) are errors.
 """
 import numpy as np
 
+
 def _check_pair(predictions, labels) -> tuple[np.ndarray, np.ndarray]:
     """Return both as 1-D arrays of equal, non-zero length, or raise naming the problem."""
     p, y = np.asarray(predictions), np.asarray(labels)

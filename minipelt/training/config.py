@@ -7,11 +7,11 @@ import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
-from minipelt.model.classifier import POOLINGS
 from minipelt.data.files import READERS, own_data_defaults
 from minipelt.data.glue import TASKS
-from minipelt.model.methods import METHODS, PARTS, PeltConfig, get_method
+from minipelt.model.classifier import POOLINGS
 from minipelt.model.fields import check, flag, option
+from minipelt.model.methods import METHODS, PARTS, PeltConfig, get_method
 from minipelt.training.options import add_arguments
 
 

@@ -6,11 +6,11 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
-from minipelt.model.classifier import SequenceClassifier
-from minipelt.training.device import autocast
 from minipelt.data.fewshot import EncodedSplit, batches
 from minipelt.data.glue import Task
 from minipelt.data.metrics import compute_metrics
+from minipelt.model.classifier import SequenceClassifier
+from minipelt.training.device import autocast
 from minipelt.training.prefix_share import layer_inputs, prefix_share_sums
 
 

@@ -13,8 +13,8 @@ from contextlib import contextmanager
 
 import torch
 
-from minipelt.model.bert import BertModel
 from minipelt.kernels import mass_shares
+from minipelt.model.bert import BertModel
 
 
 @contextmanager

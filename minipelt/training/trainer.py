@@ -26,19 +26,19 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from minipelt import textbook
-from minipelt.training import distributed, runstate
-from minipelt.model.bert import BertModel
-from minipelt.training.checkpoint import atomic_write, load_trainable, read_metadata, save_trainable
-from minipelt.model.classifier import SequenceClassifier
-from minipelt.training.config import TrainConfig
-from minipelt.training.device import autocast, resolve_device
-from minipelt.training.evaluation import evaluate, sequence_length
 from minipelt.data.fewshot import EncodedSplit, batches, encode_split, few_shot, num_batches
 from minipelt.data.files import load_task_split, run_task
 from minipelt.data.glue import Task
+from minipelt.data.tokenizer import Tokenizer
+from minipelt.model.bert import BertModel
+from minipelt.model.classifier import SequenceClassifier
 from minipelt.model.methods import mark_trainable
 from minipelt.summary import report
-from minipelt.data.tokenizer import Tokenizer
+from minipelt.training import distributed, runstate
+from minipelt.training.checkpoint import atomic_write, load_trainable, read_metadata, save_trainable
+from minipelt.training.config import TrainConfig
+from minipelt.training.device import autocast, resolve_device
+from minipelt.training.evaluation import evaluate, sequence_length
 from minipelt.weights import declared_pooling, resolve_model
 
 
