@@ -63,12 +63,13 @@ def test_an_evaluation_measures_the_share_batch_by_batch_as_on_the_whole_split()
     ids, mask = batch(B=7, T=9, seed=1)
     rows = [row[: int(m.sum())].tolist() for row, m in zip(ids, mask)]
     split = EncodedSplit(rows, [[0] * len(r) for r in rows], [[1] * len(r) for r in rows], None)
-    _, gates, shares = predict(model, split, batch_size=3, device=torch.device("cpu"))
+    _, gates, shares = predict(model, split, batch_size=3, device=torch.device("cpu"), prefix_share=True)
     assert shares == pytest.approx(prefix_shares(model.bert, ids, mask), abs=2e-6)
     assert len(gates) == 4 * TINY.num_hidden_layers  # the gates are still read, not the recomputed ones lost
 
     lora = SequenceClassifier(BertModel(TINY, PeltConfig.from_method("lora")), num_labels=2).eval()
-    assert predict(lora, split, batch_size=3, device=torch.device("cpu"))[2] is None  # no prefix, no share
+    assert predict(lora, split, batch_size=3, device=torch.device("cpu"), prefix_share=True)[2] is None  # no prefix
+    assert predict(model, split, batch_size=3, device=torch.device("cpu"))[2] is None  # not asked for
 
 
 def test_the_bench_uses_the_library_function():

@@ -22,14 +22,15 @@ def sequence_length(max_seq_length: int, model: SequenceClassifier) -> int:
 
 @torch.no_grad()
 def predict(model: SequenceClassifier, encoded: EncodedSplit, batch_size: int, device: torch.device,
-            precision: str = "fp32") -> tuple[np.ndarray, dict, list[float] | None]:
+            precision: str = "fp32", prefix_share: bool = False) -> tuple[np.ndarray, dict, list[float] | None]:
     """Predictions for a split (class ids, or scores for regression), mean gate values by "layer.kind",
-    and per layer the prefix's share of the attention mass (prefix_share.py; None without a prefix)."""
+    and, if `prefix_share`, per layer the prefix's share of the attention mass (prefix_share.py: it
+    recomputes q and k, so only where it is kept; None without a prefix or when not asked for)."""
     model.eval()
     bert = model.bert
     by_length = np.argsort([len(ids) for ids in encoded.input_ids], kind="stable")  # less padding
     predictions, gate_sums, share_sums, share_count = [], {}, 0.0, 0
-    with layer_inputs(bert) if bert.prefix is not None else nullcontext() as inputs:
+    with layer_inputs(bert) if prefix_share and bert.prefix is not None else nullcontext() as inputs:
         for batch in batches(encoded.select(by_length), batch_size, shuffle=False):
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast(device, precision):
@@ -52,9 +53,10 @@ def predict(model: SequenceClassifier, encoded: EncodedSplit, batch_size: int, d
 
 
 def evaluate(model: SequenceClassifier, encoded: EncodedSplit, task: Task, batch_size: int,
-             device: torch.device, precision: str = "fp32") -> tuple[dict, dict, list[float] | None]:
-    """The task's metrics on a labelled split, the mean gate values and the prefix's attention share."""
-    predictions, gates, shares = predict(model, encoded, batch_size, device, precision)
+             device: torch.device, precision: str = "fp32", prefix_share: bool = False
+             ) -> tuple[dict, dict, list[float] | None]:
+    """The task's metrics on a labelled split, the mean gate values and (if asked) the prefix's attention share."""
+    predictions, gates, shares = predict(model, encoded, batch_size, device, precision, prefix_share)
     return compute_metrics(task.metrics, predictions, encoded.labels), gates, shares
 
 

@@ -201,8 +201,8 @@ def evaluate_dev(t: Training, first_bad_step: torch.Tensor) -> None:
     """A dev evaluation: its history entry, the best checkpoint if it is the best, early stopping."""
     check_finite_parameters(t, first_bad_step)  # a non-finite model is never evaluated, let alone kept
     state, main_metric = t.state, t.task.main_metric
-    evaluation = evaluate(t.model, t.dev_set, t.task, t.run.eval_batch_size, t.device, t.run.precision) \
-        if t.dist.is_main else None
+    evaluation = evaluate(t.model, t.dev_set, t.task, t.run.eval_batch_size, t.device, t.run.precision,
+                          prefix_share=True) if t.dist.is_main else None
     dev, gates, shares = t.dist.broadcast(evaluation)  # every rank takes the same early-stopping decision
     state.history.append(runstate.history_entry(state.step, dev, gates, shares))
     if state.record(dev[main_metric], dev) and t.dist.is_main:
