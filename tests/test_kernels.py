@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 import minipelt
 from minipelt import kernels
 from minipelt.kernels.attention import fused_cpu_entry
+from minipelt.model.adapter import Adapter
 from minipelt.model.attention import attend
 from minipelt.model.lora import LoRALinear
 from minipelt.model.prefix import attend_prefix, mix_in_prefix
@@ -253,6 +254,38 @@ def test_add_low_rank_is_lora_as_written_and_exact_at_gate_zero(gated):
         frozen = F.linear(x, lora.weight, lora.bias)
         for out in both_paths(lora, x, mask):
             assert torch.equal(out, frozen)
+
+
+@pytest.mark.parametrize("gated", [False, True])
+def test_add_scaled_linear_is_the_adapter_as_written_and_exact_at_gate_zero(gated):
+    torch.manual_seed(0)
+    adapter = Adapter(16, reduction_factor=4, gated=gated)
+    x_a, residual = torch.randn(3, 5, 16), torch.randn(3, 5, 16)
+    mask = torch.tensor([[1] * 5, [1] * 3 + [0] * 2, [1] + [0] * 4], dtype=torch.bool)
+    fast, textbook = both_paths(adapter, x_a, residual, mask)
+    torch.testing.assert_close(fast, textbook, **FP32)
+    parameters = list(adapter.parameters())  # the gate's and the up-projection's bias included
+    weights = torch.randn(3, 5, 16)
+
+    def grads():
+        out = adapter(x_a.requires_grad_(), residual.requires_grad_(), mask)
+        return torch.autograd.grad((out * weights).sum(), [x_a, residual, *parameters])
+    for fast_grad, textbook_grad in zip(*both_paths(grads)):
+        torch.testing.assert_close(fast_grad, textbook_grad, **FP32_GRAD)
+    if gated:
+        adapter.gate.forced = 0.0
+        for out in both_paths(adapter, x_a, residual, mask):
+            assert torch.equal(out, residual)
+
+
+def test_add_scaled_linear_keeps_the_residual_streams_dtype_under_bf16_autocast():
+    g = torch.Generator().manual_seed(0)
+    residual, x = torch.randn(2, 3, 8, generator=g), torch.randn(2, 3, 4, generator=g)
+    weight, bias, s = torch.randn(8, 4, generator=g), torch.randn(8, generator=g), torch.rand(2, 1, 1, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = kernels.add_scaled_linear(residual, x, weight, bias, s)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, residual + s * F.linear(x, weight, bias), **FP32)
 
 
 def test_mix_is_the_mixture_and_exact_at_zero():

@@ -7,7 +7,7 @@ Two tables, each a ratio textbook / kernels (above 1: the kernels are faster), a
 minima over the rounds and the median of the per-round ratios (bench/speed/measure.paired_ratio):
 - whole models, built as bench/speed/speed.py builds them: a train step (forward, cross-entropy,
   backward, AdamW; train mode, so dropout on) and a deployed no-grad forward (speed.deploy);
-- each kernel alone at one layer of the model's shape (h heads of d, L = 10, r = 8, dropout 0.1).
+- each kernel alone at one layer of the model's shape (h heads of d, L = 10, r = 8, m = H / 16, dropout 0.1).
 A round runs every call once on each path in turn, so a change in the machine's load hits both.
 Results: bench/results/textbook_<model>_<device>[_bf16][_<parts>].md and .json.
 """
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from bench.speed.measure import cpu_name, make_train_step, paired_ratio, parse_shape, time_rounds
 from bench.speed.speed import RESULTS_DIR, ROOT, build_model, deploy, make_batch
 from minipelt import kernels, textbook
+from minipelt.model.adapter import Adapter
 from minipelt.model.attention import attend
 from minipelt.model.lora import LoRALinear
 from minipelt.model.prefix import attend_prefix, mix_in_prefix
@@ -74,7 +75,8 @@ def kernel_calls(shape: str, config, device) -> dict:
     lora, gated_lora = LoRALinear(H, H, r=8).to(device), LoRALinear(H, H, r=8, gated=True).to(device)
     for m in (lora, gated_lora):
         torch.nn.init.normal_(m.lora_B)
-    x = torch.randn(B, T, H, generator=g, device=device, requires_grad=True)
+    x, residual = (torch.randn(B, T, H, generator=g, device=device, requires_grad=True) for _ in range(2))
+    adapter = Adapter(H, 16, gated=True).to(device)
     tokens = torch.ones(B, T, dtype=torch.bool, device=device)
     probs = torch.rand(B, h, T, T, generator=g, device=device)
 
@@ -90,6 +92,8 @@ def kernel_calls(shape: str, config, device) -> dict:
         "gated prefix mixture, inference": torch.no_grad()(lambda: mix_in_prefix(q, k, v, mask, p_k, p_v, gate, 0.0)),
         "LoRA projection, training": lambda: backward(lora(x)),
         "gated LoRA projection, inference": torch.no_grad()(lambda: gated_lora(x, tokens)),
+        "gated adapter, training": lambda: backward(adapter(x, residual, tokens)),
+        "gated adapter, inference": torch.no_grad()(lambda: adapter(x, residual, tokens)),
         "attention dropout alone (F.dropout / dropout16)": lambda: (
             kernels.dropout16(probs, 0.1) if kernels.enabled() else F.dropout(probs, 0.1)),
     }

@@ -5,18 +5,21 @@ function hands its work to its kernel in its first lines (`if kernels.enabled():
 kernel is found where it is used, and this table lists them all:
 
     kernel                replaces (in minipelt/model/)          how                               textbook / kernel
-    attention.attend      attention.attend                       CPU inference: fused SDPA + log Z  3.1-7.6x
-                                                                 CPU training: backward by hand     1.5-2.0x
+    attention.attend      attention.attend                       CPU inference: fused SDPA + log Z  3.0-7.7x
+                                                                 CPU training: backward by hand     1.6-1.9x
                                                                  CUDA: fused SDPA                   (no GPU lent)
-    dropout.dropout16     F.dropout on attention probabilities   a quarter of the random draws      1.9-2.2x
-    prefix.attend_prefix  prefix.attend_prefix                   scores laid out (h, L, B T)        1.7-1.9x
+    dropout.dropout16     F.dropout on attention probabilities   a quarter of the random draws      2.0x
+    prefix.attend_prefix  prefix.attend_prefix                   scores laid out (h, L, B T)        1.9x
     prefix.mass_shares    mix_in_prefix's log Z step, CUDA only  both mass shares from one SDPA     (no GPU lent)
-    linear.add_low_rank   lora.LoRALinear's y + s B (A x)        the GEMM adds into y (addmm_)      1.2x gated inference,
+    linear.add_low_rank   lora.LoRALinear's y + s B (A x)        the GEMM adds into y (addmm_)      1.1x gated inference,
                                                                                                     1.0x training
+    linear.add_scaled_linear
+                          adapter.Adapter's residual + G h_A     one GEMM from the bottleneck, G    1.1-1.2x inference,
+                                                                 and b riding in it (addmm)         1.2x training
     linear.mix            mix_in_prefix's (1 - lam) a + lam b    one lerp pass                      (in the mixture's)
 
 The ratios are one MiniLM layer's (h = 12, d = 32, H = 384) at 16 x 128 and 4 x 512 tokens, 1 thread
-(bench/results/textbook_minilm_cpu_kernels.md); the whole mixture is 1.9-2.1x in training and 3.2-7.0x in
+(bench/results/textbook_minilm_cpu_kernels.md); the whole mixture is 1.9-2.2x in training and 2.9-6.8x in
 inference; whole models, docs/benchmarks.md.
 
 Kernels are on by default. `with minipelt.textbook(): ...` (or train.py / eval.py --textbook) turns
@@ -29,7 +32,7 @@ from contextlib import contextmanager
 
 from minipelt.kernels.attention import attend
 from minipelt.kernels.dropout import dropout16
-from minipelt.kernels.linear import add_low_rank, mix
+from minipelt.kernels.linear import add_low_rank, add_scaled_linear, mix
 from minipelt.kernels.prefix import attend_prefix, mass_shares
 
 _enabled = True
@@ -51,5 +54,5 @@ def textbook(on: bool = True):
         _enabled = saved
 
 
-__all__ = ["enabled", "textbook", "attend", "dropout16", "add_low_rank", "mix", "attend_prefix",
-           "mass_shares"]
+__all__ = ["enabled", "textbook", "attend", "dropout16", "add_low_rank", "add_scaled_linear", "mix",
+           "attend_prefix", "mass_shares"]

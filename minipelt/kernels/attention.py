@@ -18,8 +18,8 @@ As in the textbook, a query with no key to attend (an example that is all paddin
 vector and log Z = -inf: the attention over an empty set.
 
 Measured against the textbook attend, one MiniLM layer (12 heads of 32), 1 thread: inference with
-log Z 3.1x faster at 16 x 128 and 7.6x at 4 x 512; training (forward and backward, dropout 0.1,
-log Z) 1.5x and 2.0x, of which dropout16 is part (bench/results/textbook_minilm_cpu_kernels.md).
+log Z 3.0x faster at 16 x 128 and 7.7x at 4 x 512; training (forward and backward, dropout 0.1,
+log Z) 1.6x and 1.9x, of which dropout16 is part (bench/results/textbook_minilm_cpu_kernels.md).
 """
 import warnings
 

@@ -6,7 +6,7 @@ length 512. Here each 64-bit draw gives four 16-bit numbers: each element is zer
 probability p rounded to a multiple of 2^-16 (0.1 -> 0.100006, at most 1 - 2^-16), and the rest
 scaled to match, so that E[dropout16(x)] = x exactly. Replaces F.dropout on the attention
 probabilities (minipelt/model/attention.py, prefix.py); the random numbers differ from F.dropout's.
-Measured on (B, 12, T, T) probabilities, 1 thread: 1.9x F.dropout's speed at 16 x 128, 2.2x at 4 x 512
+Measured on (B, 12, T, T) probabilities, 1 thread: 2.0x F.dropout's speed at 16 x 128 and at 4 x 512
 (bench/results/textbook_minilm_cpu_kernels.md).
 """
 import torch

@@ -4,7 +4,7 @@
                     out (h, L, B T): L keys on the rows, so one wide GEMM per head and a softmax down
                     the rows, several times faster on CPU than (B, h, T, L), whose rows of L = 10
                     leave the vector units idle. Measured against `attend` over the L keys
-                    (forward and backward, MiniLM layer, 1 thread): 1.7x at 16 x 128, 1.9x at 4 x 512.
+                    (forward and backward, MiniLM layer, 1 thread): 1.9x at 16 x 128 and at 4 x 512.
     mass_shares     Z_P / (Z_P + Z_T) and Z_T / (Z_P + Z_T) from one fused call, for CUDA, where the
                     fused token attention gives no log Z_T: replaces the mixture's logsumexp step
                     (there is no other way to log Z_T on that path; not timed: no GPU was lent).

@@ -14,6 +14,7 @@ exactly: residual + 0 * h_A = h_F + a, and LN2 of that is the frozen layer's out
 import torch
 import torch.nn as nn
 
+from minipelt import kernels
 from minipelt.model.gate import Gate
 
 
@@ -30,7 +31,9 @@ class Adapter(nn.Module):
 
     def forward(self, x_a: torch.Tensor, residual: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         """x_a: (B, T, H) the frozen layer output, residual: h_F + a -> residual + G_A * h_A, (B, T, H)."""
-        h_a = self.up(torch.relu(self.down(x_a)))
-        if self.gate is None:
-            return residual + h_a
-        return residual + self.gate(x_a, token_mask) * h_a  # G_A (B, 1, 1); = residual, bit for bit, at G_A = 0
+        bottleneck = torch.relu(self.down(x_a))  # (B, T, m)
+        g = self.gate(x_a, token_mask) if self.gate is not None else 1.0  # G_A (B, 1, 1), or 1 ungated
+        if kernels.enabled():
+            return kernels.add_scaled_linear(residual, bottleneck, self.up.weight, self.up.bias, g)
+        h_a = self.up(bottleneck)  # (B, T, H)
+        return residual + g * h_a  # = residual, bit for bit, at G_A = 0
