@@ -9,7 +9,8 @@ UniPELT gates it with G_A(x_A). No extra LayerNorm and no dropout inside the ada
 
 Init (official code): all weights N(0, 0.02), biases 0. The up-projection is *not* zero, so
 an ungated adapter changes the model from the first step; a gate at 0 still removes it
-exactly: residual + 0 * h_A = h_F + a, and LN2 of that is the frozen layer's output. Parameters per layer: 2 H m + m + H (74,544 for bert-base, m = 48).
+exactly: residual + 0 * h_A = h_F + a, and LN2 of that is the frozen layer's output.
+Parameters per layer: 2 H m + m + H (74,544 for bert-base, m = 48).
 """
 import torch
 import torch.nn as nn
