@@ -208,8 +208,15 @@ def cuda_way(q, k, v, mask, p, with_log_z):
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~has_key) * has_key, None
 
 
+# 0, or 1e-3 and above. On an example without a token lam = g Z_P / (g Z_P) = 1 for every g > 0, and
+# its gradient in g, 0, is the difference of two terms of size 1 / g: rounded apart by each path, they
+# differ by the order of 2^-23 / g (by 256 at g = 1e-9; at 1e-19, the floor under lam's denominator in prefix.py,
+# the gradient jumps to 1e19). Real gates are means of sigmoids and no real example lacks a token.
+GATES = st.just(0.0) | st.floats(1e-3, 1)
+
+
 @settings(max_examples=30, deadline=None)
-@given(inputs=attention_inputs(), gate=st.floats(0, 1))
+@given(inputs=attention_inputs(), gate=GATES)
 def test_every_way_to_the_mixture_is_the_textbooks_and_gate_zero_gives_the_tokens_bits(inputs, gate):
     """Kernels without a gradient (fused log Z_T), with one (written out), the CUDA way (no log Z_T:
     mass_shares; SDPA's backward reads its output, so no in-place on it) and the textbook give the same

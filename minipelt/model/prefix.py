@@ -109,7 +109,8 @@ def mix_in_prefix(q, k, v, key_mask, p_k, p_v, g, dropout_p):
         z_prefix, z_tokens = torch.exp(log_z_prefix - top), torch.exp(log_z_tokens - top)
     # Exactly 0 at g = 0, so the output is then out_tokens. The floor keeps 0 / 0 out (g = 0 and no
     # token: an example that is all padding) and 1 / denominator^2 finite in the backward; it is far
-    # below any real mass (one of z_prefix, z_tokens is 1, or they sum to 1), so it changes no other lam.
+    # below any real mass (one of z_prefix, z_tokens is 1, or they sum to 1), so it changes no other lam
+    # unless g * z_prefix + z_tokens itself falls below it (g < 1e-19 and no token, or as lopsided).
     lam = g * z_prefix / (g * z_prefix + z_tokens).clamp(min=1e-19)  # (B, h, T, 1)
     lam, out_prefix = lam.to(out_tokens.dtype), out_prefix.to(out_tokens.dtype)
     if kernels.enabled():
