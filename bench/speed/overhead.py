@@ -26,22 +26,21 @@ from bench.speed.speed import RESULTS_DIR, ROOT, build_model, deploy, make_batch
 from minipelt.model.methods import METHODS
 
 
-def profile_ms(model, inputs, calls: int, totals: dict) -> None:
-    """Add each (op, input shapes)'s self CPU milliseconds over `calls` forwards to `totals`, and the
-    process's minor page faults (memory touched for the first time since the allocator got it) under
-    the key 'page faults'."""
+def profile_ms(model, inputs, calls: int, totals: dict) -> int:
+    """Add each (op, input shapes)'s self CPU milliseconds over `calls` forwards to `totals`; return the
+    process's minor page faults meanwhile (memory touched for the first time since the allocator got it)."""
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(calls):
             model(*inputs)
-    totals["page faults"] += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     for event in prof.key_averages(group_by_input_shape=True):
         shapes = ", ".join(str(s) for s in event.input_shapes if s)
         totals[(event.key, shapes)] += event.self_cpu_time_total / 1e3
+    return faults
 
 
-def markdown(env: dict, plain: dict, method: dict, top: int) -> str:
-    faults = plain.pop("page faults"), method.pop("page faults")
+def markdown(env: dict, plain: dict, method: dict, faults: tuple[float, float], top: int) -> str:
     ops = sorted(set(plain) | set(method), key=lambda op: abs(method[op] - plain[op]), reverse=True)
     row = lambda name, shapes, a, b: f"| {name} | {shapes} | {a:.2f} | {b:.2f} | {b - a:+.2f} |"  # noqa: E731
     rest = ops[top:]
@@ -84,11 +83,12 @@ def main(argv=None) -> None:
     batch = make_batch(models["finetune"].bert.config, *parse_shape(args.shape), device)
     inputs = (batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     totals = {name: defaultdict(float) for name in models}
+    faults = dict.fromkeys(models, 0)
     for name, model in models.items():  # warm-up, unrecorded
         profile_ms(model, inputs, 1, defaultdict(float))
     for _ in range(args.rounds):
         for name, model in models.items():
-            profile_ms(model, inputs, args.calls, totals[name])
+            faults[name] += profile_ms(model, inputs, args.calls, totals[name])
     forwards = args.rounds * args.calls
     plain, method = ({op: ms / forwards for op, ms in totals[name].items()} for name in models)
     plain, method = defaultdict(float, plain), defaultdict(float, method)
@@ -96,7 +96,7 @@ def main(argv=None) -> None:
     env = dict(command="python " + shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
                date=datetime.datetime.now().astimezone().isoformat(timespec="seconds"), hardware=cpu_name(),
                torch=torch.__version__, **{k: v for k, v in vars(args).items() if k != "out_dir"})
-    text = markdown(env, plain, method, args.top)
+    text = markdown(env, plain, method, tuple(f / forwards for f in faults.values()), args.top)
     print(text)
     name = Path(args.model).name if Path(args.model).is_dir() else args.model
     out = Path(args.out_dir) / f"overhead_{args.method}_{name}_{args.shape}.md"
