@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from minipelt.model.methods import METHODS
+from minipelt.model.methods import METHODS, get_method
 from minipelt.training import distributed
 from minipelt.training.config import TrainConfig, add_run_options, run_config
 from minipelt.training.options import parser
@@ -54,9 +54,10 @@ def summarize(results: list[dict], path: Path) -> None:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    if args.method not in METHODS and (args.lr is None or args.epochs is None):
-        print(f"note: {args.method} has no tuned defaults; using unipelt's lr/epochs unless given")
     try:
+        get_method(args.method)  # an unknown name is refused here, before the note about its defaults
+        if args.method not in METHODS and (args.lr is None or args.epochs is None):
+            print(f"note: {args.method} has no tuned defaults; using unipelt's lr/epochs unless given")
         runs = run_configs(args)
         results = [train(run, overwrite=args.overwrite) for run in runs]
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError, FloatingPointError) as e:

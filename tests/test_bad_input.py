@@ -163,6 +163,13 @@ def test_train_process_prints_error_without_traceback(workspace, tmp_path, bad_i
     assert done.stderr.startswith("error: ") and expected[0] in done.stderr and "Traceback" not in done.stderr
 
 
+def test_an_unknown_method_is_refused_before_any_note_about_its_defaults(workspace, tmp_path, capsys):
+    args = [a for a in run_args(workspace, tmp_path / "out") if a not in ("--lr", "1e-3", "--epochs", "3")]
+    args[args.index("--method") + 1] = "lorra"  # no tuned defaults: a known combination would get the note
+    assert "unknown method 'lorra'" in cli_error(train_cli.main, args)
+    assert "note:" not in capsys.readouterr().out
+
+
 def finished_run(workspace, tmp_path) -> tuple[list, object]:
     args = run_args(workspace, tmp_path / "out", "--epochs", "1")
     train_cli.main(args)
