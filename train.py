@@ -33,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_configs(args) -> list[TrainConfig]:
+    repeated = sorted({seed for seed in args.seeds if args.seeds.count(seed) > 1})
+    if repeated:  # the summary's mean and std would count a run twice
+        raise ValueError(f"--seeds repeats {', '.join(map(str, repeated))}: each seed is one run, give each once")
     data = args.task or Path(args.train_file or "").stem  # your own data: the train file's name
     root = Path(args.output_dir or f"runs/{data}-k{'full' if args.k is None else args.k}-{args.method}")
     return [run_config(args, seed=seed, output_dir=str(root / f"seed{seed}")) for seed in args.seeds]

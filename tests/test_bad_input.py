@@ -170,6 +170,12 @@ def test_an_unknown_method_is_refused_before_any_note_about_its_defaults(workspa
     assert "note:" not in capsys.readouterr().out
 
 
+def test_a_repeated_seed_is_refused(workspace, tmp_path):
+    message = cli_error(train_cli.main, run_args(workspace, tmp_path / "out", "--seeds", "1", "2", "1"))
+    assert "--seeds repeats 1" in message and "give each once" in message
+    assert not (tmp_path / "out").exists()
+
+
 def finished_run(workspace, tmp_path) -> tuple[list, object]:
     args = run_args(workspace, tmp_path / "out", "--epochs", "1")
     train_cli.main(args)
