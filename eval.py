@@ -89,6 +89,21 @@ def check_method(path: Path, meta: dict, results: dict) -> None:
                          f"itself with --model and --task")
 
 
+def check_inputs(args, task: Task) -> None:
+    """What can be checked before the model loads: --text against the task's input, --predict's folder."""
+    if args.text is not None:
+        texts = [args.text] + ([] if args.text_pair is None else [args.text_pair])
+        if len(texts) != len(task.text_columns):
+            fix = "give its second text with --text-pair" if len(texts) == 1 else "drop --text-pair"
+            raise ValueError(f"{task.name} takes {len(task.text_columns)} text(s) per input "
+                             f"({', '.join(task.text_columns)}), not {len(texts)}: {fix}")
+        if any(not text.strip() for text in texts):
+            raise ValueError("--text and --text-pair need some text: the input is empty")
+    if args.predict and not Path(args.predict).parent.is_dir():
+        raise ValueError(f"--predict {args.predict}: the folder {Path(args.predict).parent} does not exist; "
+                         f"create it, or write the predictions elsewhere")
+
+
 def splits_to_evaluate(args, task: Task, data_dir: str | None) -> dict[str, Split]:
     """{name: split} to evaluate: the --file, or every test set of the task that can be found."""
     if args.file:
@@ -124,6 +139,7 @@ def evaluate(args) -> dict:
         raise ValueError(f"{args.checkpoint} is a {results['task']} run, not {args.task}: drop --task to evaluate it "
                          f"on {results['task']}, or pass its best.safetensors itself to score another task")
     task = get_task(args.task) if args.task else run_task(SimpleNamespace(**options))  # GLUE's, or your files'
+    check_inputs(args, task)
     check_method(path, meta, results)
     device = resolve_device(args.device)
     model = model_from_checkpoint(path, model_name, meta).to(device)

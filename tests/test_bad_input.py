@@ -312,3 +312,14 @@ def test_eval_bad_files_name_problem_and_fix(lora_run, tmp_path):
 
     message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--file", tmp_path / "nope.tsv"])
     assert "nope.tsv does not exist" in message
+
+
+def test_eval_bad_text_and_predict_path_name_problem_and_fix(lora_run, tmp_path):
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--text", "cat dog"])  # RTE takes a pair
+    assert "rte takes 2 text(s) per input (sentence1, sentence2), not 1: give its second text with --text-pair" in message
+
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--text", "cat", "--text-pair", "  "])
+    assert "the input is empty" in message
+
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--predict", tmp_path / "missing" / "p.tsv"])
+    assert f"the folder {tmp_path / 'missing'} does not exist; create it" in message
