@@ -5,6 +5,7 @@
 Built on the meta device from config.json alone: no weights are loaded or allocated.
 """
 import argparse
+import sys
 from collections import Counter
 
 import torch
@@ -53,9 +54,12 @@ def main(argv=None) -> None:
     parser.add_argument("--method", default="unipelt")
     parser.add_argument("--num-labels", type=int, default=2)
     args = parser.parse_args(argv)
-    with torch.device("meta"):
-        model = SequenceClassifier(BertModel(BertConfig.from_json(args.config), PeltConfig.from_method(args.method)),
-                                   args.num_labels)
+    try:
+        with torch.device("meta"):
+            model = SequenceClassifier(BertModel(BertConfig.from_json(args.config), PeltConfig.from_method(args.method)),
+                                       args.num_labels)
+    except (ValueError, OSError, TypeError) as e:  # TypeError: a config.json field of the wrong kind
+        sys.exit(f"error: {e}")
     print(report(model))
 
 

@@ -117,18 +117,32 @@ def unwritable_output_dir(workspace, tmp_path):
                                                           "choose a writable --output-dir"]
 
 
-def negative_dropout(workspace, tmp_path):
+def model_with_config(workspace, tmp_path, **changes):
+    """A copy of the workspace's model whose config.json has `changes`."""
     model = copy_model(workspace, tmp_path)
     config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "attention_probs_dropout_prob": -0.1}))
+    (model / "config.json").write_text(json.dumps({**config, **changes}))
+    return model
+
+
+def negative_dropout(workspace, tmp_path):
+    model = model_with_config(workspace, tmp_path, attention_probs_dropout_prob=-0.1)
     return {"--model": model}, ["config.json: attention_probs_dropout_prob must be a probability in [0, 1), got -0.1"]
 
 
 def dropout_of_one(workspace, tmp_path):
-    model = copy_model(workspace, tmp_path)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 1.0}))
+    model = model_with_config(workspace, tmp_path, hidden_dropout_prob=1.0)
     return {"--model": model}, ["hidden_dropout_prob must be a probability in [0, 1), got 1.0"]
+
+
+def config_field_of_wrong_kind(workspace, tmp_path):
+    model = model_with_config(workspace, tmp_path, hidden_size="32")
+    return {"--model": model}, ["config.json: hidden_size must be an integer, got '32'"]
+
+
+def heads_not_dividing_hidden_size(workspace, tmp_path):
+    model = model_with_config(workspace, tmp_path, num_attention_heads=5)
+    return {"--model": model}, ["hidden_size (32) must be a multiple of num_attention_heads (5)"]
 
 
 def zero_width_adapter(workspace, tmp_path):
@@ -136,7 +150,8 @@ def zero_width_adapter(workspace, tmp_path):
         "--reduction-factor 10000 leaves the adapter no bottleneck units (hidden size 32)", "use at most 32"]
 
 
-BAD_INPUTS = [negative_dropout, dropout_of_one, zero_width_adapter, missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
+BAD_INPUTS = [negative_dropout, dropout_of_one, config_field_of_wrong_kind, heads_not_dividing_hidden_size,
+              zero_width_adapter, missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
               unknown_method, unknown_model, k_too_large, wrong_column_count, label_out_of_range,
               empty_text, unwritable_output_dir]
 

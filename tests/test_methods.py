@@ -9,7 +9,7 @@ import torch
 from minipelt.model.bert import BertConfig, BertModel
 from minipelt.model.classifier import SequenceClassifier
 from minipelt.model.methods import METHODS, PARTS, PeltConfig, get_method
-from minipelt.summary import count_trainable, report
+from minipelt.summary import count_trainable, main as summary_main, report
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BERT_BASE_CONFIG = REPO_ROOT.parent / "shared/configs/bert-base-uncased.json"
@@ -80,6 +80,17 @@ def test_summary_command_line():
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("method unipelt:")
     assert parse_report(result.stdout)["total"] == 1_410_672
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--config", "no/such/config.json"], "No such file or directory"),
+    (["--config", "{tmp}/config.json", "--method", "lorra"], "unknown method 'lorra'"),
+], ids=["missing config", "unknown method"])
+def test_summary_bad_input_is_one_error_line(args, expected, tmp_path):
+    (tmp_path / "config.json").write_text('{"hidden_size": 32, "num_attention_heads": 2}')
+    with pytest.raises(SystemExit) as exit_:
+        summary_main([a.format(tmp=tmp_path) for a in args])
+    assert str(exit_.value.code).startswith("error: ") and expected in str(exit_.value.code)
 
 
 # --- PeltConfig -------------------------------------------------------------------------------

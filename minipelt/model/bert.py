@@ -53,9 +53,17 @@ class BertConfig:
             raise ValueError(f"{path}: hidden_act {raw['hidden_act']!r} is not supported (exact gelu only)")
         if raw.get("position_embedding_type", "absolute") != "absolute":
             raise ValueError(f"{path}: only absolute position embeddings are supported")
+        for f in fields(cls):  # an int field takes an int, a float field any number (bool is neither)
+            value = raw.get(f.name, f.default)
+            if isinstance(value, bool) or not isinstance(value, int if f.type is int else (int, float)):
+                raise ValueError(f"{path}: {f.name} must be {'an integer' if f.type is int else 'a number'}, "
+                                 f"got {value!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
             if name in raw and not 0 <= raw[name] < 1:  # NaN fails this too
                 raise ValueError(f"{path}: {name} must be a probability in [0, 1), got {raw[name]}")
+        H, h = raw.get("hidden_size", cls.hidden_size), raw.get("num_attention_heads", cls.num_attention_heads)
+        if h < 1 or H % h:
+            raise ValueError(f"{path}: hidden_size ({H}) must be a multiple of num_attention_heads ({h}): H = h d")
         return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
 
