@@ -181,6 +181,8 @@ def test_eval_file_label_outside_the_recorded_set(own_runs, tmp_path):
     (["--train-file", TRAIN, "--test-file", "nowhere.csv"], "--test-file nowhere.csv does not exist"),
     (["--task", "rte", "--text-columns", "text"], "--text-columns is for your own data"),
     (["--train-file", TRAIN, "--test-file", TEST, "--text-columns", "a", "b", "c"], "one or two column names"),
+    (["--train-file", TRAIN, "--test-file", TEST, "--text-columns", "text", "label"], "the label in none of the text"),
+    (["--train-file", TRAIN, "--test-file", TEST, "--text-columns", "text", "text"], "name each column once"),
 ])
 def test_data_source_options_are_checked(workspace, tmp_path, args, expected):
     common = ["--k", "4", "--model", workspace.model, "--device", "cpu", "--output-dir", tmp_path / "out"]

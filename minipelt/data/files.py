@@ -180,8 +180,12 @@ def own_data_defaults(run) -> dict:
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{flag} {path} does not exist; give the path of a .csv, .tsv or .jsonl file")
     label_column, regression = run.label_column or "label", bool(run.regression)
+    text_columns = run.text_columns or ["sentence"]
+    if label_column in text_columns or len(set(text_columns)) < len(text_columns):
+        raise ValueError(f"--text-columns {' '.join(text_columns)} with label column {label_column!r}: name each "
+                         f"column once, and the label in none of the text columns (the model would read the answer)")
     labels = run.labels or (None if regression else file_labels(run.train_file, label_column))
-    return dict(text_columns=run.text_columns or ["sentence"], label_column=label_column, regression=regression,
+    return dict(text_columns=text_columns, label_column=label_column, regression=regression,
                 labels=labels)
 
 
