@@ -58,7 +58,7 @@ def main(argv=None) -> None:
         with torch.device("meta"):
             model = SequenceClassifier(BertModel(BertConfig.from_json(args.config), PeltConfig.from_method(args.method)),
                                        args.num_labels)
-    except (ValueError, OSError, TypeError) as e:  # TypeError: a config.json field of the wrong kind
+    except (ValueError, OSError) as e:  # a missing or malformed config.json, an unknown method
         sys.exit(f"error: {e}")
     print(report(model))
 
