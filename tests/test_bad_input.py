@@ -145,12 +145,18 @@ def heads_not_dividing_hidden_size(workspace, tmp_path):
     return {"--model": model}, ["hidden_size (32) must be a multiple of num_attention_heads (5)"]
 
 
+def config_not_json(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    (model / "config.json").write_text("{broken")
+    return {"--model": model}, ["config.json is not valid JSON (Expecting property name", "fetch the checkpoint's config.json again"]
+
+
 def zero_width_adapter(workspace, tmp_path):
     return {"--method": "adapter --reduction-factor 10000"}, [
         "--reduction-factor 10000 leaves the adapter no bottleneck units (hidden size 32)", "use at most 32"]
 
 
-BAD_INPUTS = [negative_dropout, dropout_of_one, config_field_of_wrong_kind, heads_not_dividing_hidden_size,
+BAD_INPUTS = [negative_dropout, dropout_of_one, config_field_of_wrong_kind, heads_not_dividing_hidden_size, config_not_json,
               zero_width_adapter, missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
               unknown_method, unknown_model, k_too_large, wrong_column_count, label_out_of_range,
               empty_text, unwritable_output_dir]

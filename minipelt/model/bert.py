@@ -48,7 +48,10 @@ class BertConfig:
     @classmethod
     def from_json(cls, path) -> "BertConfig":
         """Read a checkpoint's config.json, keeping the fields this encoder uses."""
-        raw = json.loads(Path(path).read_text())
+        try:
+            raw = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON ({e}): fetch the checkpoint's config.json again") from None
         if raw.get("hidden_act", "gelu") != "gelu":
             raise ValueError(f"{path}: hidden_act {raw['hidden_act']!r} is not supported (exact gelu only)")
         if raw.get("position_embedding_type", "absolute") != "absolute":
