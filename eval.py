@@ -147,6 +147,7 @@ def evaluate(args) -> dict:
         raise ValueError(f"{path} has a head with {model.num_labels} outputs, but {task.name} has "
                          f"{task.num_labels}: pass the --task it was trained on")
     tokenizer = Tokenizer.from_pretrained(resolve_model(model_name))
+    tokenizer.check_fits(model.bert.config.vocab_size, resolve_model(model_name))
     max_length = sequence_length(args.max_seq_length or options["max_seq_length"], model)
     report = {"checkpoint": str(path), "model": str(model_name), "task": task.name}
     if args.text is not None:

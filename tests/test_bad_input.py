@@ -151,12 +151,34 @@ def config_not_json(workspace, tmp_path):
     return {"--model": model}, ["config.json is not valid JSON (Expecting property name", "fetch the checkpoint's config.json again"]
 
 
+def vocab_without_specials(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    (model / "vocab.txt").write_text("")
+    return {"--model": model}, ["vocab.txt has no [CLS] or [SEP] token", "fetch the model's vocab.txt again"]
+
+
+def tokenizer_json_unreadable(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    (model / "tokenizer.json").write_text("{broken")
+    return {"--model": model}, ["tokenizer.json cannot be read by the tokenizers library",
+                                "delete it to build the tokenizer from vocab.txt"]
+
+
+def tokenizer_of_another_model(workspace, tmp_path):
+    model = copy_model(workspace, tmp_path)
+    words = (model / "vocab.txt").read_text().splitlines()
+    (model / "vocab.txt").write_text("\n".join(words + [f"extra{i}" for i in range(8)]) + "\n")
+    return {"--model": model}, ["has 72 tokens, but the model's config.json gives vocab_size 64",
+                                "the tokenizer files belong to another model"]
+
+
 def zero_width_adapter(workspace, tmp_path):
     return {"--method": "adapter --reduction-factor 10000"}, [
         "--reduction-factor 10000 leaves the adapter no bottleneck units (hidden size 32)", "use at most 32"]
 
 
 BAD_INPUTS = [negative_dropout, dropout_of_one, config_field_of_wrong_kind, heads_not_dividing_hidden_size, config_not_json,
+              vocab_without_specials, tokenizer_json_unreadable, tokenizer_of_another_model,
               zero_width_adapter, missing_weights, pickle_weights, truncated_weights, not_safetensors, config_mismatch, unknown_task,
               unknown_method, unknown_model, k_too_large, wrong_column_count, label_out_of_range,
               empty_text, unwritable_output_dir]
@@ -292,6 +314,10 @@ def test_eval_bad_checkpoints_name_problem_and_fix(workspace, lora_run, tmp_path
 
     message = cli_error(eval_cli.main, ["--checkpoint", lora_run / "best.safetensors", "--task", "rte"])
     assert "pass --model and --task" in message
+
+    more_words = tokenizer_of_another_model(workspace, tmp_path / "more_words")[0]["--model"]
+    message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--model", more_words])
+    assert "the tokenizer files belong to another model" in message
 
     message = cli_error(eval_cli.main, ["--checkpoint", lora_run, "--task", "wnli"])
     assert "unknown GLUE task 'wnli'" in message

@@ -28,6 +28,9 @@ def _bert_from_vocab(vocab_file: Path, lowercase: bool) -> HFTokenizer:
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    if cls is None or sep is None:
+        raise ValueError(f"{vocab_file} has no [CLS] or [SEP] token: it is not a BERT vocabulary (or it is empty); "
+                         f"fetch the model's vocab.txt again")
     # Sentence A (and its [CLS]/[SEP]) get type id 0, sentence B gets type id 1.
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -58,10 +61,17 @@ class Tokenizer:
         """Load from a model directory (`tokenizer.json`, else `vocab.txt`)."""
         path = Path(path)
         config_file = path / "tokenizer_config.json"
-        config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        try:
+            config = json.loads(config_file.read_text()) if config_file.exists() else {}
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{config_file} is not valid JSON ({e}): fetch it again, or delete it") from None
         pad_token = config.get("pad_token", "[PAD]")
         if (path / "tokenizer.json").exists():
-            return cls(HFTokenizer.from_file(str(path / "tokenizer.json")), pad_token)
+            try:
+                return cls(HFTokenizer.from_file(str(path / "tokenizer.json")), pad_token)
+            except Exception as e:  # the tokenizers library raises a bare Exception for a file it cannot parse
+                raise ValueError(f"{path / 'tokenizer.json'} cannot be read by the tokenizers library ({e}): "
+                                 f"fetch it again, or delete it to build the tokenizer from vocab.txt") from None
         if (path / "vocab.txt").exists():
             lowercase = config.get("do_lower_case", True)
             return cls(_bert_from_vocab(path / "vocab.txt", lowercase), pad_token)
@@ -69,6 +79,13 @@ class Tokenizer:
             f"No tokenizer.json or vocab.txt in {path}. Fetch a model with "
             "`python -m minipelt.weights fetch NAME` or pass a model directory."
         )
+
+    def check_fits(self, embedding_rows: int, model_dir) -> None:
+        """Refuse a tokenizer whose ids run past the model's word embeddings (`embedding_rows`): it
+        belongs to another model, and the first batch would fail with an index error."""
+        if self.vocab_size > embedding_rows:
+            raise ValueError(f"the tokenizer in {model_dir} has {self.vocab_size} tokens, but the model's config.json "
+                             f"gives vocab_size {embedding_rows}: the tokenizer files belong to another model")
 
     def encode(self, texts_a: list[str], texts_b: list[str] | None = None,
                max_length: int = 128) -> dict[str, list[list[int]]]:

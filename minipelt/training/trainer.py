@@ -48,7 +48,9 @@ def build_model(run: TrainConfig, task: Task, device: torch.device) -> tuple[Seq
     bert = BertModel.from_pretrained(model_dir, run.pelt())
     model = SequenceClassifier(bert, task.num_labels, run.pooling or declared_pooling(model_dir)).to(device)
     mark_trainable(model, bert.pelt)
-    return model, Tokenizer.from_pretrained(model_dir)
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    tokenizer.check_fits(bert.config.vocab_size, model_dir)
+    return model, tokenizer
 
 
 def param_groups(model: SequenceClassifier, run: TrainConfig) -> list[dict]:
