@@ -40,8 +40,13 @@ def test_few_shot_full_and_errors():
         few_shot_indices(1500, 1000, seed=0)
     with pytest.raises(ValueError, match="k must be a positive"):
         few_shot_indices(1500, 0, seed=0)
-    with pytest.raises(ValueError, match="full training needs more than the 1000 dev examples"):
+    with pytest.raises(ValueError, match="full training needs more than the 1000 dev examples, but the training "
+                                         "set has only 1000; use --dev-size 999 or less"):
         few_shot_indices(1000, None, seed=0)
+    with pytest.raises(ValueError, match="K=16 train \\+ 5000 dev examples = 5016, .* use --dev-size 1484 or less"):
+        few_shot_indices(1500, 16, seed=0, dev_size=5000)
+    with pytest.raises(ValueError, match="use a --k and --dev-size that add up to 1500 at most"):
+        few_shot_indices(1500, 2000, seed=0, dev_size=5000)
 
 
 # ---------------------------------------------------------------- encoding and batching

@@ -25,10 +25,11 @@ def few_shot_indices(n: int, k: int | None, seed: int, dev_size: int = 1000) -> 
     if k is None:
         if dev_size >= n:
             raise ValueError(f"full training needs more than the {dev_size} dev examples, but the training set "
-                             f"has only {n}; use a smaller dev_size")
+                             f"has only {n}; use --dev-size {n - 1} or less")
         return order[dev_size:], order[:dev_size]
     if k + dev_size > n:
-        fix = f"use --k {n - dev_size} or less" if n > dev_size else "use a smaller dev_size"
+        fix = (f"use --k {n - dev_size} or less" if n > dev_size else f"use --dev-size {n - k} or less" if n > k
+               else f"use a --k and --dev-size that add up to {n} at most")
         raise ValueError(f"K={k} train + {dev_size} dev examples = {k + dev_size}, but the training set has "
                          f"only {n}; {fix}")
     return order[:k], order[k:k + dev_size]
