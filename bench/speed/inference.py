@@ -2,6 +2,7 @@
 
     python bench/speed/inference.py --model minilm --shapes 16x128,4x512 --threads 2
     python bench/speed/inference.py --model bert-base --shapes 16x128 --rounds 10 --device cuda
+    python bench/speed/inference.py --methods adapter,prefix,lora,unipelt --gated   # UniPELT's cost, part by part
 
 Every method's model is built as bench/speed/speed.py builds it (the same base weights; the method's
 own init, so the gates sit near 0.5 and every PELT path runs), deployed (speed.deploy: the
@@ -64,6 +65,8 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds first")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     parser.add_argument("--note", default="", help="a remark written into the .md")
+    parser.add_argument("--gated", action="store_true", help="each method with UniPELT's gates on its parts (a gated "
+                                                              "adapter, prefix or LoRA alone: UniPELT's cost by part)")
     args = parser.parse_args(argv)
     methods = ["finetune"] + [m for m in args.methods.split(",") if m != "finetune"]
     unknown = [m for m in methods if m not in METHODS]
@@ -76,7 +79,10 @@ def main(argv=None) -> None:
         parser.error("--device cuda: torch sees no CUDA device")
     torch.set_num_threads(args.threads)
 
-    models = {method: build_model(args.model, method, device) for method in methods}
+    models = {}  # by the method's name: 'adapter(gated)' with --gated
+    for method in methods:
+        model = build_model(args.model, method, device, gated=True if args.gated and method != "finetune" else None)
+        models[model.bert.pelt.name] = model
     deployed = {method: deploy(model) for method, model in models.items()}
     for model in models.values():
         model.eval()
@@ -99,7 +105,7 @@ def main(argv=None) -> None:
     text = markdown(env, deployed, by_shape)
     print(text)
     name = Path(args.model).name if Path(args.model).is_dir() else args.model
-    stem = Path(args.out_dir) / f"inference_{name}_{device.type}"
+    stem = Path(args.out_dir) / f"inference_{name}_{device.type}{'_gated' if args.gated else ''}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(dict(env=env, deployed=deployed, seconds=by_shape), indent=2) + "\n")
     stem.with_suffix(".md").write_text(text)

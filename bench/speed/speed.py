@@ -69,8 +69,10 @@ NUM_LABELS = 2
 # One method, in its own process
 # ----------------------------------------------------------------------------------------------
 
-def build_model(model: str, method: str, device: torch.device) -> SequenceClassifier:
-    pelt = PeltConfig.from_method(method)
+def build_model(model: str, method: str, device: torch.device, gated: bool | None = None) -> SequenceClassifier:
+    """The method on `model`'s weights (or random bert-base-shaped ones); gated=True gives every part that has
+    a gate UniPELT's gate (None: the method's own choice)."""
+    pelt = PeltConfig.from_method(method, gated=gated)
     torch.manual_seed(0)
     if model == "bert-base":
         bert = BertModel(BertConfig.from_json(BERT_BASE_CONFIG), pelt)  # random weights
