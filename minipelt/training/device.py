@@ -28,7 +28,7 @@ def autocast(device: torch.device, precision: str):
     if precision == "fp32":
         return torch.autocast(device.type, enabled=False)
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError("--precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+        raise ValueError("--precision fp16 needs a CUDA device; on CPU use fp32 (or bf16, on a CPU with native bf16)")
     if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
         raise ValueError("--precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16, AMX or Arm "
                          "BF16), so bf16 would be emulated and slower than fp32: use --precision fp32")
