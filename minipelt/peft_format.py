@@ -34,6 +34,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
+from minipelt.data.glue import get_task
 from minipelt.model.bert import BertModel
 from minipelt.model.classifier import SequenceClassifier
 from minipelt.model.methods import PeltConfig
@@ -173,8 +174,15 @@ def import_(peft_dir: Path, run_dir: Path, model: str | None = None, task: str |
     if "classifier.weight" not in tensors:
         raise ValueError(f"{weights_file} has no head (base_model.model.classifier.weight); minipelt imports a "
                          f"LoRA with its trained classification head")
+    num_labels = tensors["classifier.weight"].shape[0]
+    if task is not None:  # recorded for eval.py: a known GLUE task whose labels fit the head
+        glue_task = get_task(task)
+        if glue_task.num_labels != num_labels:
+            raise ValueError(f"{weights_file} has a head with {num_labels} outputs, but {glue_task.name} has "
+                             f"{glue_task.num_labels}: pass the --task it was trained on")
+        task = glue_task.name
     bert = BertModel.from_pretrained(resolve_model(base), pelt)
-    classifier = SequenceClassifier(bert, tensors["classifier.weight"].shape[0], "cls")
+    classifier = SequenceClassifier(bert, num_labels, "cls")
     own = dict(classifier.named_parameters())
     expected = {n for n in own if n in HEAD or LORA_NAME.fullmatch(n)}
     if missing := sorted(expected - set(tensors)):

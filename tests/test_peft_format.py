@@ -123,3 +123,11 @@ def test_import_cli_errors_name_the_fix(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         peft_format.main(["import", str(peft_dir), str(tmp_path / "run")])
     assert "'org/unknown' is not a model minipelt can load: pass --model" in exit_.value.code
+
+
+@pytest.mark.parametrize("task, expected", [("stsb", "has a head with 3 outputs, but stsb has 1: pass the --task"),
+                                            ("wnli", "unknown GLUE task 'wnli'")])
+def test_import_checks_the_task_it_records(tmp_path, task, expected):
+    with pytest.raises(ValueError, match=expected):
+        peft_format.import_(PEFT_DIR, tmp_path / "run", model=str(BASE), task=task)
+    assert not (tmp_path / "run").exists()
