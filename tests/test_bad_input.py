@@ -37,6 +37,21 @@ def copy_model(workspace, tmp_path):
     return shutil.copytree(workspace.model, tmp_path / "model")
 
 
+def model_with_config(workspace, tmp_path, **changes):
+    """A copy of the workspace's model whose config.json has `changes`."""
+    model = copy_model(workspace, tmp_path)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, **changes}))
+    return model
+
+
+def model_with_file(workspace, tmp_path, name: str, text: str):
+    """A copy of the workspace's model with its file `name` replaced by `text`."""
+    model = copy_model(workspace, tmp_path)
+    (model / name).write_text(text)
+    return model
+
+
 def copy_glue_with_row(workspace, tmp_path, row: str):
     """The RTE data with its first training row replaced by `row`."""
     glue = shutil.copytree(workspace.glue, tmp_path / "glue")
@@ -66,15 +81,12 @@ def truncated_weights(workspace, tmp_path):
 
 
 def not_safetensors(workspace, tmp_path):
-    model = copy_model(workspace, tmp_path)
-    (model / "model.safetensors").write_text("<html>404 Not Found</html>")
+    model = model_with_file(workspace, tmp_path, "model.safetensors", "<html>404 Not Found</html>")
     return {"--model": model}, ["is not a readable safetensors file", "in another format"]
 
 
 def config_mismatch(workspace, tmp_path):
-    model = copy_model(workspace, tmp_path)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, "intermediate_size": 48}))
+    model = model_with_config(workspace, tmp_path, intermediate_size=48)
     return {"--model": model}, ["do not fit this BERT config", "wrong shape: encoder.layer.0.intermediate.dense",
                                 "Check that config.json belongs to these weights"]
 
@@ -117,14 +129,6 @@ def unwritable_output_dir(workspace, tmp_path):
                                                           "choose a writable --output-dir"]
 
 
-def model_with_config(workspace, tmp_path, **changes):
-    """A copy of the workspace's model whose config.json has `changes`."""
-    model = copy_model(workspace, tmp_path)
-    config = json.loads((model / "config.json").read_text())
-    (model / "config.json").write_text(json.dumps({**config, **changes}))
-    return model
-
-
 def negative_dropout(workspace, tmp_path):
     model = model_with_config(workspace, tmp_path, attention_probs_dropout_prob=-0.1)
     return {"--model": model}, ["config.json: attention_probs_dropout_prob must be a probability in [0, 1), got -0.1"]
@@ -146,20 +150,17 @@ def heads_not_dividing_hidden_size(workspace, tmp_path):
 
 
 def config_not_json(workspace, tmp_path):
-    model = copy_model(workspace, tmp_path)
-    (model / "config.json").write_text("{broken")
+    model = model_with_file(workspace, tmp_path, "config.json", "{broken")
     return {"--model": model}, ["config.json is not valid JSON (Expecting property name", "fetch the checkpoint's config.json again"]
 
 
 def vocab_without_specials(workspace, tmp_path):
-    model = copy_model(workspace, tmp_path)
-    (model / "vocab.txt").write_text("")
+    model = model_with_file(workspace, tmp_path, "vocab.txt", "")
     return {"--model": model}, ["vocab.txt has no [CLS] or [SEP] token", "fetch the model's vocab.txt again"]
 
 
 def tokenizer_json_unreadable(workspace, tmp_path):
-    model = copy_model(workspace, tmp_path)
-    (model / "tokenizer.json").write_text("{broken")
+    model = model_with_file(workspace, tmp_path, "tokenizer.json", "{broken")
     return {"--model": model}, ["tokenizer.json cannot be read by the tokenizers library",
                                 "delete it to build the tokenizer from vocab.txt"]
 
