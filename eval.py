@@ -146,8 +146,9 @@ def evaluate(args) -> dict:
     if model.num_labels != task.num_labels:
         raise ValueError(f"{path} has a head with {model.num_labels} outputs, but {task.name} has "
                          f"{task.num_labels}: pass the --task it was trained on")
-    tokenizer = Tokenizer.from_pretrained(resolve_model(model_name))
-    tokenizer.check_fits(model.bert.config.vocab_size, resolve_model(model_name))
+    model_dir = resolve_model(model_name)
+    tokenizer = Tokenizer.from_pretrained(model_dir)
+    tokenizer.check_fits(model.bert.config.vocab_size, model_dir)
     max_length = sequence_length(args.max_seq_length or options["max_seq_length"], model)
     report = {"checkpoint": str(path), "model": str(model_name), "task": task.name}
     if args.text is not None:

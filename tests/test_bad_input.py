@@ -166,9 +166,8 @@ def tokenizer_json_unreadable(workspace, tmp_path):
 
 
 def tokenizer_of_another_model(workspace, tmp_path):
-    model = copy_model(workspace, tmp_path)
-    words = (model / "vocab.txt").read_text().splitlines()
-    (model / "vocab.txt").write_text("\n".join(words + [f"extra{i}" for i in range(8)]) + "\n")
+    words = (workspace.model / "vocab.txt").read_text().splitlines() + [f"extra{i}" for i in range(8)]
+    model = model_with_file(workspace, tmp_path, "vocab.txt", "\n".join(words) + "\n")
     return {"--model": model}, ["has 72 tokens, but the model's config.json gives vocab_size 64",
                                 "the tokenizer files belong to another model"]
 
